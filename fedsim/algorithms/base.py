@@ -1,0 +1,112 @@
+"""The client/server step interface every algorithm implements, and its messages.
+
+A round, whatever the runtime::
+
+    broadcast = server.broadcast()                      # Φ (public)
+    update, diag = client.local_round(broadcast, t)     # on each sampled client
+    server.aggregate([update, ...])                     # Eq. 10
+after the last round::
+    release = client.release()                          # DP statistics or None
+    artifact = server.finalize([release, ...])          # shared generator / model
+    evaluation = client.evaluate(artifact)              # local, test split stays local
+
+Messages are typed.  :class:`ClientUpdate` carries only a change of the shared
+parameters and the (public) sample count: it refuses any tensor named after a
+client's private state, and servers check its keys against their own.
+:class:`LocalDiagnostics` is simulator-side monitoring (training loss on private
+data): it is shown to the person running the simulation and never reaches a server.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Protocol, Sequence
+
+import torch
+from torch import Tensor
+
+# top-level names of client-private state: an update may never carry them
+PRIVATE_TOP_LEVEL = frozenset({"encoder", "client_code", "x", "y", "data", "embeddings"})
+
+
+@dataclass(frozen=True)
+class ClientUpdate:
+    """A client's message after a round: the privatized change of Φ and n_i."""
+
+    client_id: int
+    delta: Mapping[str, Tensor]
+    num_samples: int
+
+    def __post_init__(self) -> None:
+        for name, value in self.delta.items():
+            if not isinstance(value, Tensor):
+                raise TypeError(f"update entry {name!r} is not a tensor")
+            if name.split(".")[0] in PRIVATE_TOP_LEVEL:
+                raise ValueError(f"update entry {name!r} names client-private state")
+        if self.num_samples < 0:
+            raise ValueError("num_samples must be >= 0")
+
+
+@dataclass(frozen=True)
+class LocalDiagnostics:
+    """Simulator-side monitoring of one client's round; never sent to the server."""
+
+    client_id: int
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+def check_update_keys(update: ClientUpdate, shared_keys: Sequence[str]) -> None:
+    """Refuse an update whose keys are not exactly the server's shared parameters."""
+    if set(update.delta) != set(shared_keys):
+        unexpected = sorted(set(update.delta) - set(shared_keys))[:3]
+        missing = sorted(set(shared_keys) - set(update.delta))[:3]
+        raise ValueError(
+            f"client {update.client_id} sent an update with unexpected keys {unexpected} "
+            f"and missing keys {missing}"
+        )
+
+
+def weighted_delta(updates: Sequence[ClientUpdate]) -> dict[str, Tensor]:
+    """``Σ_i w_i Δ_i`` with ``w_i = n_i / Σ_j n_j`` (Eq. 10)."""
+    total = sum(u.num_samples for u in updates)
+    if total == 0:
+        raise ValueError("no samples in this round's updates")
+    names = list(updates[0].delta)
+    return {
+        name: sum(u.delta[name] * (u.num_samples / total) for u in updates)  # type: ignore[misc]
+        for name in names
+    }
+
+
+def apply_server_step(params: dict[str, Tensor], updates: Sequence[ClientUpdate],
+                      server_lr: float) -> None:
+    """Eq. 10 in place: ``Φ ← Φ + η_Φ Σ_i w_i Δ_i`` (Δ_i = Φ_i^local − Φ)."""
+    for update in updates:
+        check_update_keys(update, list(params))
+    step = weighted_delta(updates)
+    with torch.no_grad():
+        for name, value in params.items():
+            value.add_(step[name], alpha=server_lr)
+
+
+class Client(Protocol):
+    """What a runtime may ask of a client (state stays inside)."""
+
+    client_id: int
+
+    def local_round(self, broadcast: Mapping[str, Tensor], round_index: int) -> tuple[ClientUpdate, LocalDiagnostics]: ...
+    def release(self) -> Any: ...
+    def evaluate(self, artifact: Any) -> Any: ...
+    def privacy_record(self) -> Any: ...
+    def state_dict(self) -> dict: ...
+    def load_state_dict(self, state: dict) -> None: ...
+
+
+class Server(Protocol):
+    """What a runtime may ask of a server."""
+
+    def broadcast(self) -> dict[str, Tensor]: ...
+    def aggregate(self, updates: Sequence[ClientUpdate]) -> None: ...
+    def finalize(self, releases: Sequence[Any]) -> Any: ...
+    def state_dict(self) -> dict: ...
+    def load_state_dict(self, state: dict) -> None: ...

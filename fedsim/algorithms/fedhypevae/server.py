@@ -1,0 +1,63 @@
+"""FedHypeVAE server: owns Φ, applies Eq. 10, and after training fits the meta-code(s)
+to the pooled DP statistics (Eq. 11, 13) to release the shared generator."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import Tensor
+
+from fedsim.algorithms.base import ClientUpdate, apply_server_step
+from fedsim.algorithms.fedhypevae.config import FedHypeVAEConfig
+from fedsim.algorithms.fedhypevae.metacode import fit_meta_codes
+from fedsim.algorithms.fedhypevae.synthesis import GeneratorArtifact
+from fedsim.algorithms.spec import FederationSpec
+from fedsim.models.fedhypevae import FedHypeVAEModel, is_shared
+from fedsim.models.init import seeded
+from fedsim.privacy.statistics import ClassStatistics, moments_from_statistics, pooled
+from fedsim.seeding import torch_generator
+
+
+class FedHypeVAEServer:
+    """Holds the shared hypernetwork Φ = {Φ_θ, Φ_ω}; never sees ψ_i, v_i or data."""
+
+    def __init__(self, spec: FederationSpec, config: FedHypeVAEConfig, seed: int) -> None:
+        self.spec, self.config, self.seed = spec, config, seed
+        with seeded(seed, "fedhypevae-server"):
+            self.model = FedHypeVAEModel(spec.dim, spec.num_classes, config)
+        self.shared: dict[str, Tensor] = {
+            n: p.detach() for n, p in self.model.named_parameters() if is_shared(n)
+        }
+        self.meta_history: list[float] = []
+
+    def broadcast(self) -> dict[str, Tensor]:
+        """Φ, sent to every participating client."""
+        return {name: value.clone() for name, value in self.shared.items()}
+
+    def aggregate(self, updates: Sequence[ClientUpdate]) -> None:
+        """Eq. 10 with weights n_i / Σ n and server learning rate η_Φ."""
+        apply_server_step(self.shared, updates, self.config.server_lr)
+
+    def finalize(self, releases: Sequence[ClassStatistics]) -> GeneratorArtifact:
+        """Fit v_o (or K mixed meta-codes) to the pooled DP statistics and package the generator."""
+        moments = moments_from_statistics(pooled(list(releases)))
+        generator = torch_generator(self.seed, "meta-code")
+        if self.config.meta_fit:
+            codes, weights, self.meta_history = fit_meta_codes(
+                self.model, moments, self.config.meta_codes, self.config.meta_steps,
+                self.config.meta_lr, self.config.meta_samples, self.config.meta_beta,
+                self.config.code_radius, generator)
+        else:
+            codes, weights = torch.zeros(1, self.config.code_dim), torch.ones(1)
+        shared_state = {name: value.clone() for name, value in self.shared.items()}
+        return GeneratorArtifact(shared_state, codes, weights, moments.label_distribution,
+                                 self.spec.dim, self.spec.num_classes, self.config)
+
+    def state_dict(self) -> dict:
+        return {"shared": {k: v.clone() for k, v in self.shared.items()}}
+
+    def load_state_dict(self, state: dict) -> None:
+        with torch.no_grad():
+            for name, value in state["shared"].items():
+                self.shared[name].copy_(value)

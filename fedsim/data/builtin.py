@@ -1,0 +1,77 @@
+"""Built-in datasets: no download, no file needed.
+
+* ``synthetic``      the DINOv2-like generator of :mod:`fedsim.data.synthetic`
+                     (384-d, 11 classes, 10 sites by default),
+* ``digits``         scikit-learn's 8×8 handwritten digits (1797 × 64, 10 classes),
+                     pixel intensities divided by 16 so that features lie in [0, 1],
+* ``breast-cancer``  scikit-learn's Wisconsin breast cancer data (569 × 30, 2 classes),
+                     each feature standardised by its own mean and std over the whole
+                     (public, fixed) dataset: ``(x − mean) / std``.
+
+Both scikit-learn datasets ship inside the scikit-learn package.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from fedsim.data.dataset import EmbeddingDataset
+from fedsim.data.synthetic import SyntheticConfig, make_synthetic
+from fedsim.errors import UserError
+
+BUILTIN_DATASETS = ("synthetic", "digits", "breast-cancer")
+
+
+def _digits() -> EmbeddingDataset:
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    return EmbeddingDataset(
+        x=(bunch.data / 16.0).astype(np.float32),
+        y=bunch.target.astype(np.int64),
+        class_names=tuple(str(c) for c in range(10)),
+        name="digits",
+        metadata={"source": "sklearn.datasets.load_digits", "scaling": "pixel/16"},
+    )
+
+
+def _breast_cancer() -> EmbeddingDataset:
+    from sklearn.datasets import load_breast_cancer
+
+    bunch = load_breast_cancer()
+    x = bunch.data.astype(np.float64)
+    x = (x - x.mean(axis=0)) / x.std(axis=0)
+    return EmbeddingDataset(
+        x=x.astype(np.float32),
+        y=bunch.target.astype(np.int64),
+        class_names=tuple(str(name) for name in bunch.target_names),
+        name="breast-cancer",
+        metadata={"source": "sklearn.datasets.load_breast_cancer", "scaling": "standardised (public stats)"},
+    )
+
+
+def load_dataset(
+    name_or_path: str, seed: int, synthetic: SyntheticConfig = SyntheticConfig()
+) -> EmbeddingDataset:
+    """A built-in dataset by name, or an embedding file (``.parquet``/``.npz``) by path.
+
+    ``seed`` (and ``synthetic``) matter only for ``synthetic``; files and the
+    scikit-learn datasets are fixed.
+    """
+    name = str(name_or_path).strip()
+    if name.lower() == "synthetic":
+        return make_synthetic(synthetic, seed)
+    if name.lower() == "digits":
+        return _digits()
+    if name.lower() in ("breast-cancer", "breast_cancer"):
+        return _breast_cancer()
+    if Path(name).suffix.lower() in (".parquet", ".npz"):
+        from fedsim.data.io import load_embeddings
+
+        return load_embeddings(name)
+    raise UserError(
+        f"--data.dataset {name!r} is neither a built-in dataset ({', '.join(BUILTIN_DATASETS)}) "
+        "nor a path to a .parquet or .npz embedding file."
+    )

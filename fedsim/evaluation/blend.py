@@ -1,0 +1,81 @@
+"""The reference downstream protocol: blending a local and a global classifier.
+
+Each client has a "local" classifier (trained on its real train split) and a "global"
+one (trained on synthetic data, or a federated model).  For λ in a grid,
+
+    p_λ(x) = λ · softmax(local)(x) + (1 − λ) · softmax(global)(x).
+
+λ is chosen on *validation* data only, either one λ for all clients (``global`` rule:
+the best mean validation accuracy across clients, as the reference) or one per client
+(``per-client`` rule).  Test metrics are computed for every λ but never read by the
+choice; the reported figure is the test metric at the chosen λ.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, Sequence
+
+import numpy as np
+
+from fedsim.evaluation.metrics import classification_metrics
+
+DEFAULT_LAMBDAS: tuple[float, ...] = tuple(round(0.1 * i, 1) for i in range(11))
+SelectionRule = Literal["global", "per-client"]
+
+
+@dataclass(frozen=True)
+class ClientEvaluation:
+    """One client's validation accuracy and test metrics at every λ of the grid."""
+
+    client_id: int
+    lambdas: tuple[float, ...]
+    val_acc: np.ndarray                       # (L,)
+    test: dict[str, np.ndarray] = field(default_factory=dict)  # metric -> (L,)
+
+
+def blend_evaluation(client_id: int, y_val: np.ndarray, y_test: np.ndarray,
+                     local_val: np.ndarray, global_val: np.ndarray,
+                     local_test: np.ndarray, global_test: np.ndarray,
+                     lambdas: Sequence[float] = DEFAULT_LAMBDAS) -> ClientEvaluation:
+    """Evaluate ``p_λ`` on the validation and test splits for every λ."""
+    val_acc, test = [], {"acc": [], "bacc": [], "f1": []}
+    for lam in lambdas:
+        val_acc.append(classification_metrics(y_val, lam * local_val + (1 - lam) * global_val)["acc"])
+        scores = classification_metrics(y_test, lam * local_test + (1 - lam) * global_test)
+        for name in test:
+            test[name].append(scores[name])
+    return ClientEvaluation(client_id, tuple(lambdas), np.asarray(val_acc),
+                            {k: np.asarray(v) for k, v in test.items()})
+
+
+def select_lambdas(evaluations: Sequence[ClientEvaluation], rule: SelectionRule) -> list[int]:
+    """Index of the chosen λ for each client, from validation accuracy only."""
+    if rule == "global":
+        val = np.stack([np.nan_to_num(e.val_acc, nan=0.0) for e in evaluations])
+        best = int(np.argmax(val.mean(axis=0)))
+        return [best] * len(evaluations)
+    if rule == "per-client":
+        return [int(np.argmax(np.nan_to_num(e.val_acc, nan=0.0))) for e in evaluations]
+    raise ValueError(f"unknown selection rule {rule!r}; valid: 'global', 'per-client'")
+
+
+def chosen_results(evaluations: Sequence[ClientEvaluation], rule: SelectionRule) -> list[dict]:
+    """Per-client rows: chosen λ and the test metrics there."""
+    rows = []
+    for evaluation, index in zip(evaluations, select_lambdas(evaluations, rule)):
+        row = {"client": evaluation.client_id, "lambda": evaluation.lambdas[index],
+               "val_acc": float(evaluation.val_acc[index])}
+        row.update({name: float(values[index]) for name, values in evaluation.test.items()})
+        rows.append(row)
+    return rows
+
+
+def summarize(rows: Sequence[dict]) -> dict[str, float]:
+    """Mean and standard deviation across clients of acc, bacc and f1."""
+    summary = {}
+    for name in ("acc", "bacc", "f1"):
+        values = np.asarray([r[name] for r in rows], dtype=float)
+        summary[f"{name}_mean"] = float(np.nanmean(values))
+        summary[f"{name}_std"] = float(np.nanstd(values))
+    return summary

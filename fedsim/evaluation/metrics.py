@@ -1,0 +1,22 @@
+"""Classification metrics on one client's split.
+
+Balanced accuracy and macro-F1 are computed over the classes *present* in the
+evaluated split (a client's test split rarely holds every class under label skew)."""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.metrics import balanced_accuracy_score, f1_score
+
+
+def classification_metrics(y_true: np.ndarray, probabilities: np.ndarray) -> dict[str, float]:
+    """``acc``, ``bacc`` and ``f1`` of argmax predictions (0 for an empty split)."""
+    if len(y_true) == 0:
+        return {"acc": float("nan"), "bacc": float("nan"), "f1": float("nan")}
+    predicted = probabilities.argmax(axis=1)
+    present = np.unique(y_true)
+    return {
+        "acc": float((predicted == y_true).mean()),
+        "bacc": float(balanced_accuracy_score(y_true, predicted)),
+        "f1": float(f1_score(y_true, predicted, labels=present, average="macro", zero_division=0)),
+    }

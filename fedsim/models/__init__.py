@@ -1,0 +1,2 @@
+"""Model parts: CVAE encoder and losses, the FedHypeVAE hypernetwork and
+hyper-generated prior, linear classifiers, and baselines' networks."""

@@ -1,0 +1,56 @@
+"""Privacy options shared by every private algorithm (tyro-exposed)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+
+@dataclass(frozen=True)
+class PrivacyConfig:
+    """Sample-level (ε, δ)-DP per client; see DESIGN.md's privacy model."""
+
+    epsilon: float = 1.0
+    """Target ε per client for everything it releases (``inf`` disables DP)."""
+    delta: float = 1e-4
+    """Target δ per client."""
+    clip_norm: float = 1.5
+    """DP-SGD clipping bound C on each record's joint gradient norm."""
+    accountant: Literal["rdp", "prv"] = "rdp"
+    """Opacus accountant used to calibrate σ and to report ε."""
+    privacy_mode: Literal["strict", "paper"] = "strict"
+    """``strict``: one DP-SGD step on the joint per-sample gradient of every parameter a
+    client trains (encoder ψ_i, code v_i, its copy of Φ); formally sound.  ``paper``:
+    Eq. 8–9 literally (DP on Φ only, ψ_i and v_i trained without noise); its ε does
+    NOT cover the local state, and every output says so."""
+    stats_epsilon_fraction: float = 0.1
+    """Share of ε kept for the release of class statistics (meta-code fitting); DP-SGD
+    is calibrated for the rest, and the release noise is the smallest that keeps the
+    composed ε ≤ the target."""
+    stats_clip_norm: float | None = None
+    """Norm bound R on each embedding before statistics (sensitivity R for sums, R² for
+    second moments); default √d, which suits features of unit scale."""
+    covariance: Literal["diag", "full"] = "diag"
+    """Second moments released per class: the diagonal (d numbers) or the full d×d matrix."""
+
+    @property
+    def private(self) -> bool:
+        """False when ε = ∞ (no noise, no clipping)."""
+        return self.epsilon != float("inf")
+
+    def validate(self) -> None:
+        """Raise ``UserError`` naming the first invalid option."""
+        from fedsim.errors import UserError
+
+        if not self.epsilon > 0:
+            raise UserError(f"--privacy.epsilon must be > 0 (or inf for no DP), got {self.epsilon}.")
+        if not 0 < self.delta < 1:
+            raise UserError(f"--privacy.delta must be in (0, 1), got {self.delta}.")
+        if not self.clip_norm > 0:
+            raise UserError(f"--privacy.clip-norm must be > 0, got {self.clip_norm}.")
+        if not 0 < self.stats_epsilon_fraction < 1:
+            raise UserError(
+                f"--privacy.stats-epsilon-fraction must be in (0, 1), got {self.stats_epsilon_fraction}."
+            )
+        if self.stats_clip_norm is not None and not self.stats_clip_norm > 0:
+            raise UserError(f"--privacy.stats-clip-norm must be > 0, got {self.stats_clip_norm}.")

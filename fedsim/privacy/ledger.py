@@ -1,0 +1,124 @@
+"""The privacy ledger: one row per client with every parameter of its accounting.
+
+Printed at the end of a run and saved as ``privacy.json``.  ε values come from the
+client's :class:`~fedsim.privacy.accounting.ClientAccountant`; ``epsilon_total`` is the
+accountant's ε for the client's whole mixed history (DP-SGD and the statistics
+release composed), not a sum of the parts.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+PAPER_MODE_NOTE = (
+    "privacy_mode=paper: the encoder and client code are trained on data without noise "
+    "(Eq. 8); the reported epsilon covers only the noised gradients, NOT the local state "
+    "that later releases depend on, so it is not a formal guarantee."
+)
+NO_DP_NOTE = "epsilon=inf: no differential privacy."
+
+
+@dataclass(frozen=True)
+class ClientPrivacyRecord:
+    """Everything needed to re-check one client's ε."""
+
+    client_id: int
+    privacy_mode: str
+    accountant: str
+    delta: float
+    clip_norm: float
+    sample_rate: float
+    noise_multiplier: float
+    steps: int
+    epsilon_dp_sgd: float
+    stats_noise_multiplier: float | None
+    stats_clip_norm: float | None
+    epsilon_statistics: float
+    epsilon_total: float
+    target_epsilon: float
+    history: tuple[tuple[float, float, int], ...]
+
+    @property
+    def covers_local_state(self) -> bool:
+        return self.privacy_mode == "strict"
+
+
+def ledger_note(records: list[ClientPrivacyRecord]) -> str:
+    """The caveat that every output of a run must carry ('' when there is none)."""
+    if any(math.isinf(r.target_epsilon) for r in records):
+        return NO_DP_NOTE
+    if any(not r.covers_local_state for r in records):
+        return PAPER_MODE_NOTE
+    return ""
+
+
+def _json_number(value):
+    if isinstance(value, float) and math.isinf(value):
+        return "inf"
+    return value
+
+
+def ledger_to_json(records: list[ClientPrivacyRecord]) -> dict:
+    """The JSON document written to ``privacy.json``."""
+    rows = []
+    for record in records:
+        row = {key: _json_number(value) for key, value in asdict(record).items()}
+        row["history"] = [list(entry) for entry in record.history]
+        row["covers_local_state"] = record.covers_local_state
+        rows.append(row)
+    return {
+        "unit": "one embedding record of one client (sample-level DP per client)",
+        "epsilon_max": _json_number(max((r.epsilon_total for r in records), default=0.0)),
+        "note": ledger_note(records),
+        "clients": rows,
+    }
+
+
+def format_ledger(records: list[ClientPrivacyRecord]) -> str:
+    """A fixed-width text table of the ledger."""
+    header = (f"{'client':>6} {'mode':>6} {'acct':>4} {'q':>7} {'sigma':>7} {'steps':>6} "
+              f"{'C':>5} {'eps_sgd':>8} {'sigma_st':>8} {'eps_st':>7} {'eps':>7} {'delta':>8}")
+    lines = [header, "-" * len(header)]
+
+    def num(value, width, digits=3):
+        if value is None:
+            return f"{'-':>{width}}"
+        if isinstance(value, float) and math.isinf(value):
+            return f"{'inf':>{width}}"
+        return f"{value:>{width}.{digits}f}"
+
+    for r in records:
+        lines.append(
+            f"{r.client_id:>6} {r.privacy_mode:>6} {r.accountant:>4} {num(r.sample_rate, 7)} "
+            f"{num(r.noise_multiplier, 7)} {r.steps:>6} {num(r.clip_norm, 5, 2)} "
+            f"{num(r.epsilon_dp_sgd, 8)} {num(r.stats_noise_multiplier, 8)} "
+            f"{num(r.epsilon_statistics, 7)} {num(r.epsilon_total, 7)} {r.delta:>8.1e}"
+        )
+    note = ledger_note(records)
+    if note:
+        lines.append("NOTE: " + note)
+    return "\n".join(lines)
+
+
+def privacy_record(client_id: int, privacy, plan, accountant,
+                   stats_noise_multiplier: float | None, stats_clip_norm: float | None) -> ClientPrivacyRecord:
+    """The ledger row of one client (shared by every private algorithm)."""
+    private = privacy.private
+    return ClientPrivacyRecord(
+        client_id=client_id,
+        privacy_mode=privacy.privacy_mode if private else "none",
+        accountant=privacy.accountant,
+        delta=privacy.delta,
+        clip_norm=privacy.clip_norm,
+        sample_rate=plan.sample_rate,
+        noise_multiplier=plan.noise_multiplier,
+        steps=accountant.steps() if private else 0,
+        epsilon_dp_sgd=accountant.epsilon_of_dp_sgd() if private else float("inf"),
+        stats_noise_multiplier=stats_noise_multiplier,
+        stats_clip_norm=stats_clip_norm if stats_noise_multiplier is not None else None,
+        epsilon_statistics=accountant.epsilon_of_release() if private else float("inf"),
+        epsilon_total=accountant.epsilon() if private else float("inf"),
+        target_epsilon=privacy.epsilon,
+        history=tuple(accountant.history),
+    )

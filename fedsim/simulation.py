@@ -1,0 +1,110 @@
+"""The round driver, independent of how messages travel, and the in-process backend.
+
+:func:`run_federation` runs the protocol of :mod:`fedsim.algorithms.base` against a
+*client pool*: :class:`LocalClientPool` calls client objects in this process (the
+``local`` backend); the Ray runtime in ``actors/`` provides a pool with the same
+methods backed by actors.  Same seed and settings ⇒ the same results on both.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol, Sequence
+
+import numpy as np
+
+from fedsim.algorithms.base import ClientUpdate, LocalDiagnostics
+from fedsim.algorithms.registry import RunSettings, algorithm_module
+from fedsim.algorithms.spec import FederationSpec
+from fedsim.evaluation.blend import ClientEvaluation
+from fedsim.seeding import numpy_rng
+
+
+class ClientPool(Protocol):
+    """The clients of a federation, wherever they live."""
+
+    client_ids: list[int]
+
+    def local_round(self, ids: Sequence[int], broadcast: dict, round_index: int) -> list[tuple[ClientUpdate, LocalDiagnostics]]: ...
+    def release(self, ids: Sequence[int]) -> list[Any]: ...
+    def evaluate(self, ids: Sequence[int], artifact: Any) -> list[ClientEvaluation]: ...
+    def epsilons(self, ids: Sequence[int]) -> list[float]: ...
+    def privacy_records(self, ids: Sequence[int]) -> list[Any]: ...
+
+
+class LocalClientPool:
+    """Every client object in this process, called one after the other."""
+
+    def __init__(self, federation, spec: FederationSpec, settings: RunSettings) -> None:
+        module = algorithm_module(settings.algorithm)
+        self.clients = {c.client_id: module.make_client(c, spec, settings) for c in federation.clients}
+        self.client_ids = sorted(self.clients)
+
+    def local_round(self, ids, broadcast, round_index):
+        return [self.clients[i].local_round(broadcast, round_index) for i in ids]
+
+    def release(self, ids):
+        return [self.clients[i].release() for i in ids]
+
+    def evaluate(self, ids, artifact):
+        return [self.clients[i].evaluate(artifact) for i in ids]
+
+    def epsilons(self, ids):
+        return [self.clients[i].accountant.epsilon() for i in ids]
+
+    def privacy_records(self, ids):
+        return [self.clients[i].privacy_record() for i in ids]
+
+
+def sample_clients(client_ids: Sequence[int], fraction: float, seed: int, round_index: int) -> list[int]:
+    """The clients taking part in a round (seeded, at least one)."""
+    if fraction >= 1.0:
+        return list(client_ids)
+    count = max(1, int(round(fraction * len(client_ids))))
+    chosen = numpy_rng(seed, "client-sampling", round_index).choice(len(client_ids), count, replace=False)
+    return [client_ids[i] for i in sorted(chosen)]
+
+
+@dataclass
+class RunResult:
+    """What a federation run produced."""
+
+    round_metrics: list[dict] = field(default_factory=list)
+    evaluations: list[ClientEvaluation] = field(default_factory=list)
+    privacy_records: list[Any] = field(default_factory=list)
+    artifact: Any = None
+    seconds: float = 0.0
+
+
+def run_federation(server, pool: ClientPool, settings: RunSettings,
+                   on_round: Callable[[dict], None] | None = None,
+                   start_round: int = 0, result: RunResult | None = None,
+                   on_checkpoint: Callable[[int, RunResult], None] | None = None) -> RunResult:
+    """Run all rounds, the release, the server's finalisation and the evaluation."""
+    result = result or RunResult()
+    started = time.perf_counter()
+    schedule = settings.schedule
+    for round_index in range(start_round, schedule.rounds):
+        round_started = time.perf_counter()
+        ids = sample_clients(pool.client_ids, schedule.client_fraction, settings.seed, round_index)
+        outcomes = pool.local_round(ids, server.broadcast(), round_index)
+        server.aggregate([update for update, _ in outcomes])
+        row = {"round": round_index + 1, "clients": len(ids),
+               "seconds": time.perf_counter() - round_started}
+        names = sorted({k for _, diag in outcomes for k in diag.metrics})
+        for name in names:
+            row[name] = float(np.mean([d.metrics[name] for _, d in outcomes if name in d.metrics]))
+        epsilons = pool.epsilons(pool.client_ids)
+        row["epsilon_max"] = float(max(epsilons)) if epsilons else 0.0
+        result.round_metrics.append(row)
+        if on_round:
+            on_round(row)
+        if on_checkpoint:
+            on_checkpoint(round_index + 1, result)
+    releases = pool.release(pool.client_ids)
+    result.artifact = server.finalize(releases)
+    result.evaluations = pool.evaluate(pool.client_ids, result.artifact)
+    result.privacy_records = pool.privacy_records(pool.client_ids)
+    result.seconds += time.perf_counter() - started
+    return result
