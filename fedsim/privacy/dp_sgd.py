@@ -46,8 +46,8 @@ def per_sample_gradients(
 
 def per_sample_norms(grads: Mapping[str, Tensor]) -> Tensor:
     """Joint L2 norm of each record's gradient over all parameters, shape ``(B,)``."""
-    squares = [g.reshape(g.shape[0], -1).pow(2).sum(dim=1) for g in grads.values()]
-    return torch.stack(squares, dim=0).sum(dim=0).sqrt()
+    norms = [torch.linalg.vector_norm(g.reshape(g.shape[0], -1), dim=1) for g in grads.values()]
+    return torch.linalg.vector_norm(torch.stack(norms, dim=0), dim=0)
 
 
 def clip_factors(norms: Tensor, clip_norm: float) -> Tensor:

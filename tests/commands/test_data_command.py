@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +36,7 @@ def test_writes_the_partition_atomically(tmp_path, capsys):
 def test_bad_inputs_raise_user_errors(tmp_path):
     bad = tmp_path / "bad.npz"
     np.savez(bad, embeddings=np.ones((3, 2)), labels=np.array([0, 0, 0]))
-    with pytest.raises(UserError, match=str(bad)):
+    with pytest.raises(UserError, match=re.escape(str(bad))):
         DataCommand(data=DataConfig(dataset=str(bad))).execute()
     with pytest.raises(UserError, match=r"--out .*\.parquet"):
         DataCommand(data=SMALL, out=Path(tmp_path / "p.csv")).execute()
