@@ -31,6 +31,8 @@ class ClientPool(Protocol):
     def evaluate(self, ids: Sequence[int], artifact: Any) -> list[ClientEvaluation]: ...
     def epsilons(self, ids: Sequence[int]) -> list[float]: ...
     def privacy_records(self, ids: Sequence[int]) -> list[Any]: ...
+    def save_states(self, directory) -> list[dict]: ...
+    def load_states(self, directory, shards: list[dict]) -> None: ...
 
 
 class LocalClientPool:
@@ -55,6 +57,18 @@ class LocalClientPool:
 
     def privacy_records(self, ids):
         return [self.clients[i].privacy_record() for i in ids]
+
+    def save_states(self, directory):
+        """Write every client's state into checkpoint ``directory``; return the shard list."""
+        from fedsim.checkpoint import save_client_states
+
+        return save_client_states(self.clients, self.client_ids, directory)
+
+    def load_states(self, directory, shards):
+        """Load every client's state from checkpoint ``directory``."""
+        from fedsim.checkpoint import load_client_states
+
+        load_client_states(self.clients, directory, shards)
 
 
 def sample_clients(client_ids: Sequence[int], fraction: float, seed: int, round_index: int) -> list[int]:
@@ -81,22 +95,33 @@ def run_federation(server, pool: ClientPool, settings: RunSettings,
                    on_round: Callable[[dict], None] | None = None,
                    start_round: int = 0, result: RunResult | None = None,
                    on_checkpoint: Callable[[int, RunResult], None] | None = None) -> RunResult:
-    """Run all rounds, the release, the server's finalisation and the evaluation."""
+    """Run all rounds, the release, the server's finalisation and the evaluation.
+
+    ``server`` may be a proxy (the Ray backend's): the broadcast is handed to the pool
+    as it comes, and the pool's updates to ``server.aggregate`` as they come.  A pool
+    may return fewer outcomes than clients asked (a lost or late worker): the round
+    aggregates the others and its row counts the ``dropped`` ones.  ``epsilon_max`` is
+    the running maximum over the clients that took part so far (ε never decreases)."""
     result = result or RunResult()
     started = time.perf_counter()
     schedule = settings.schedule
+    epsilon_max = None
     for round_index in range(start_round, schedule.rounds):
         round_started = time.perf_counter()
         ids = sample_clients(pool.client_ids, schedule.client_fraction, settings.seed, round_index)
         outcomes = pool.local_round(ids, server.broadcast(), round_index)
-        server.aggregate([update for update, _ in outcomes])
-        row = {"round": round_index + 1, "clients": len(ids),
+        if outcomes:
+            server.aggregate([update for update, _ in outcomes])
+        row = {"round": round_index + 1, "clients": len(outcomes),
                "seconds": time.perf_counter() - round_started}
+        if len(outcomes) < len(ids):
+            row["dropped"] = len(ids) - len(outcomes)
         names = sorted({k for _, diag in outcomes for k in diag.metrics})
         for name in names:
             row[name] = float(np.mean([d.metrics[name] for _, d in outcomes if name in d.metrics]))
-        epsilons = pool.epsilons(pool.client_ids)
-        row["epsilon_max"] = float(max(epsilons)) if epsilons else 0.0
+        epsilons = pool.epsilons(pool.client_ids if epsilon_max is None else ids)
+        epsilon_max = float(max([*epsilons, 0.0 if epsilon_max is None else epsilon_max]))
+        row["epsilon_max"] = epsilon_max
         result.round_metrics.append(row)
         if on_round:
             on_round(row)

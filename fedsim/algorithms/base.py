@@ -89,6 +89,16 @@ def apply_server_step(params: dict[str, Tensor], updates: Sequence[ClientUpdate]
             value.add_(step[name], alpha=server_lr)
 
 
+def synthesize(artifact: Any, size: int, generator: torch.Generator) -> tuple[Any, Any]:
+    """A labelled synthetic set of ``size`` records from any generator artifact with
+    ``sample_labels(size, generator)`` (labels from its DP label distribution) and
+    ``sample(labels, generator)``; labels sorted."""
+    import numpy as np
+
+    labels = np.sort(artifact.sample_labels(size, generator))
+    return artifact.sample(labels, generator), labels
+
+
 class Client(Protocol):
     """What a runtime may ask of a client (state stays inside)."""
 

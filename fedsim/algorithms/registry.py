@@ -18,6 +18,11 @@ from fedsim.privacy.config import PrivacyConfig
 
 ALGORITHMS: dict[str, str] = {
     "fedhypevae": "fedsim.algorithms.fedhypevae",
+    "fedavg": "fedsim.algorithms.fedavg",
+    "fedprox": "fedsim.algorithms.fedprox",
+    "fedlambda": "fedsim.algorithms.fedlambda",
+    "dp-cvae": "fedsim.algorithms.dp_cvae",
+    "dp-cgan": "fedsim.algorithms.dp_cgan",
 }
 
 

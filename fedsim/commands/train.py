@@ -8,19 +8,27 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from fedsim.algorithms.dp_cgan import DPCGANConfig
+from fedsim.algorithms.dp_cvae import DPCVAEConfig
+from fedsim.algorithms.fedavg import FedAvgConfig
 from fedsim.algorithms.fedhypevae.config import FedHypeVAEConfig
+from fedsim.algorithms.fedlambda import FedLambdaConfig
+from fedsim.algorithms.fedprox import FedProxConfig
 from fedsim.algorithms.spec import TrainingConfig
+from fedsim.backend import RayConfig
 from fedsim.data.federation import DataConfig
 from fedsim.evaluation.downstream import EvaluationConfig
 from fedsim.privacy.config import PrivacyConfig
+
+AlgorithmName = Literal["fedhypevae", "fedavg", "fedprox", "fedlambda", "dp-cvae", "dp-cgan"]
 
 
 @dataclass(frozen=True)
 class TrainCommand:
     """Train one federation (FedHypeVAE by default) and evaluate it with the downstream protocol."""
 
-    algorithm: Literal["fedhypevae"] = "fedhypevae"
-    """Method to run."""
+    algorithm: AlgorithmName = "fedhypevae"
+    """Method to run: FedHypeVAE, or a baseline of the paper's Table 1 (FedAvg, FedProx, FedLambda, DP-CVAE, DP-CGAN)."""
     data: DataConfig = DataConfig()
     """Dataset, partition and split options."""
     privacy: PrivacyConfig = PrivacyConfig()
@@ -29,12 +37,28 @@ class TrainCommand:
     """Federated schedule."""
     fedhypevae: FedHypeVAEConfig = FedHypeVAEConfig()
     """FedHypeVAE model, objective and meta-code options."""
+    fedavg: FedAvgConfig = FedAvgConfig()
+    """FedAvg baseline options (global linear classifier)."""
+    fedprox: FedProxConfig = FedProxConfig()
+    """FedProx baseline options (FedAvg with a proximal term)."""
+    fedlambda: FedLambdaConfig = FedLambdaConfig()
+    """FedLambda baseline options (the FedAvg model blended with a local classifier)."""
+    dp_cvae: DPCVAEConfig = DPCVAEConfig()
+    """DP-CVAE baseline options (Di Salvo et al. 2025)."""
+    dp_cgan: DPCGANConfig = DPCGANConfig()
+    """DP-CGAN baseline options (DP discriminator, averaged generators)."""
     evaluation: EvaluationConfig = EvaluationConfig()
     """Downstream evaluation protocol."""
     seed: int = 0
     """The run's one seed; every component derives its own generator from it."""
-    backend: Literal["local"] = "local"
-    """Where clients run: ``local`` (in-process, serial)."""
+    backend: Literal["ray", "local"] = "ray"
+    """Where clients run: ``local`` (in this process, one after the other) or ``ray`` (client actors on a local or joined Ray cluster, see --ray.*); same seed, same results."""
+    ray: RayConfig = RayConfig()
+    """Ray runtime options (--backend ray): cluster address, CPUs/GPUs and clients per actor, round timeout, restarts."""
+    checkpoint_every: int = 10
+    """Write a checkpoint (server and client states, round metrics, RNG states) into the run directory every K rounds and after the last round (0 = never); --resume continues from it."""
+    resume: Path | None = None
+    """Continue the interrupted run in this run directory from its latest checkpoint, with its saved configuration (only runtime options such as --backend, --ray.* and --threads may change)."""
     out: Path | None = None
     """Run directory (default: runs/<algorithm>-<UTC time>); created, files written atomically."""
     threads: int = 0
@@ -50,7 +74,8 @@ class TrainCommand:
 
     def method_config(self):
         """The frozen config of the selected algorithm."""
-        return {"fedhypevae": self.fedhypevae}[self.algorithm]
+        return {"fedhypevae": self.fedhypevae, "fedavg": self.fedavg, "fedprox": self.fedprox,
+                "fedlambda": self.fedlambda, "dp-cvae": self.dp_cvae, "dp-cgan": self.dp_cgan}[self.algorithm]
 
     def run_directory(self) -> Path:
         if self.out is not None:

@@ -53,6 +53,25 @@ def evaluate_with_global_model(data, global_proba: Callable[[np.ndarray], np.nda
                             DEFAULT_LAMBDAS)
 
 
+def evaluate_generator(data, artifact, evaluation: EvaluationConfig, seed: int) -> ClientEvaluation:
+    """Reference protocol for a generative method: the client samples the shared
+    generator (``artifact.sample(labels, generator)``) with labels from
+    :func:`synthetic_labels_for`, then blends real-data and synthetic-data classifiers."""
+    from fedsim.seeding import torch_generator
+
+    generator = torch_generator(seed, "synthesis", data.client_id)
+    labels = synthetic_labels_for(data, artifact.sample_labels, evaluation.synthetic_labels, generator)
+    synthetic = artifact.sample(labels, generator)
+    return evaluate_with_synthetic(data, synthetic, labels, evaluation.probe, seed)
+
+
+def evaluate_global_only(data, global_proba: Callable[[np.ndarray], np.ndarray]) -> ClientEvaluation:
+    """A federated global model alone (FedAvg, FedProx): the blend at λ = 0 only, so no
+    local classifier is trained and nothing is selected."""
+    val, test = global_proba(data.x_val), global_proba(data.x_test)
+    return blend_evaluation(data.client_id, data.y_val, data.y_test, val, val, test, test, (0.0,))
+
+
 def synthetic_labels_for(data, artifact_sample_labels, policy: str, generator) -> np.ndarray:
     """The labels a client synthesises: its own train label counts, or DP global draws."""
     if policy == "client":

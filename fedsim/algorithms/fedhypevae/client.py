@@ -16,7 +16,7 @@ from fedsim.algorithms.fedhypevae.config import FedHypeVAEConfig
 from fedsim.algorithms.fedhypevae.synthesis import GeneratorArtifact
 from fedsim.algorithms.spec import FederationSpec, TrainingConfig
 from fedsim.evaluation.blend import ClientEvaluation
-from fedsim.evaluation.downstream import EvaluationConfig, evaluate_with_synthetic, synthetic_labels_for
+from fedsim.evaluation.downstream import EvaluationConfig, evaluate_generator
 from fedsim.models.fedhypevae import FedHypeVAEModel, is_shared, project_to_ball
 from fedsim.models.init import seeded
 from fedsim.privacy.accounting import ClientAccountant, calibrate_release_noise
@@ -89,7 +89,7 @@ class FedHypeVAEClient:
         else:  # paper mode: Eq. 9 on Φ only; Eq. 8 (no noise, ELBO only) on ψ_i and v_i
             gradient = self._paper_mode_gradient(params, records, shared_inputs)
         if self.privacy.private:
-            self.accountant.record(plan.noise_multiplier, plan.sample_rate, 1)
+            self.accountant.record(plan.noise_multiplier, plan.sample_rate, 1, kind="dp-sgd")
 
         self.optimizer.zero_grad()
         self.model.regularizer().backward()  # record-free terms, outside clipping
@@ -146,17 +146,13 @@ class FedHypeVAEClient:
                                          self.privacy.covariance,
                                          torch_generator(self.seed, "statistics", self.client_id))
         if self.privacy.private:
-            self.accountant.record(sigma, 1.0, 1)
+            self.accountant.record(sigma, 1.0, 1, kind="release")
         return stats
 
     def evaluate(self, artifact: GeneratorArtifact) -> ClientEvaluation:
         """Reference protocol: local classifier on real train data blended with one trained
         on synthetic data sampled from the shared generator."""
-        generator = torch_generator(self.seed, "synthesis", self.client_id)
-        labels = synthetic_labels_for(self.data, artifact.sample_labels, self.evaluation.synthetic_labels,
-                                      generator)
-        synthetic = artifact.sample(labels, generator)
-        return evaluate_with_synthetic(self.data, synthetic, labels, self.evaluation.probe, self.seed)
+        return evaluate_generator(self.data, artifact, self.evaluation, self.seed)
 
     def privacy_record(self) -> ClientPrivacyRecord:
         return privacy_record(self.client_id, self.privacy, self.plan, self.accountant,

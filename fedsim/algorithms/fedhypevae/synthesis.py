@@ -66,5 +66,6 @@ def mixed_generation(model: FedHypeVAEModel, codes: Tensor, weights: Tensor):
 
 def synthesize(artifact: GeneratorArtifact, size: int, generator: torch.Generator) -> tuple[np.ndarray, np.ndarray]:
     """A labelled synthetic set of ``size`` records, labels from the DP label distribution."""
-    labels = np.sort(artifact.sample_labels(size, generator))
-    return artifact.sample(labels, generator), labels
+    from fedsim.algorithms.base import synthesize as synthesize_from
+
+    return synthesize_from(artifact, size, generator)

@@ -1,0 +1,116 @@
+"""A Ray worker that hosts one or several clients of a federation.
+
+The actor builds its clients with the algorithm's own ``make_client`` and answers the
+calls of :class:`~actors.pool.RayClientPool`.  What it returns is limited to the
+protocol's messages and the ledger: :class:`~fedsim.algorithms.base.ClientUpdate`,
+:class:`~fedsim.algorithms.base.LocalDiagnostics` (inside a
+:class:`~actors.messages.ClientReport` with the accountant's history and ε), release
+objects, :class:`~fedsim.evaluation.blend.ClientEvaluation` and privacy records.
+Client states (ψ_i, v_i, optimizers) leave the process only as checkpoint files the
+actor writes itself (:func:`fedsim.checkpoint.save_client_states`).
+
+The class is plain Python (no Ray import), so it can be tested without Ray;
+:class:`~actors.pool.RayClientPool` wraps it with ``ray.remote``.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Sequence
+
+from actors.messages import ClientReport
+
+
+def set_threads(threads: int) -> None:
+    """torch intra- and inter-op threads of this worker: its CPU share."""
+    import torch
+
+    torch.set_num_threads(max(1, int(threads)))
+    try:
+        torch.set_num_interop_threads(max(1, int(threads)))
+    except RuntimeError:  # already set, or parallel work already ran in this process
+        pass
+
+
+def _private_copy(data):
+    """``data`` with writable arrays of its own: arrays fetched from Ray's object store
+    are read-only views of shared memory."""
+    import dataclasses
+
+    import numpy as np
+
+    if not dataclasses.is_dataclass(data):
+        return data
+    arrays = {f.name: np.array(getattr(data, f.name)) for f in dataclasses.fields(data)
+              if isinstance(getattr(data, f.name), np.ndarray) and not getattr(data, f.name).flags.writeable}
+    return dataclasses.replace(data, **arrays) if arrays else data
+
+
+class ClientActor:
+    """Holds clients ``data`` (a list of :class:`~fedsim.data.federation.ClientData`)."""
+
+    def __init__(self, data: Sequence[Any], spec, settings, threads: int = 1) -> None:
+        from fedsim.algorithms.registry import algorithm_module
+
+        set_threads(threads)
+        module = algorithm_module(settings.algorithm)
+        self.settings = settings
+        self.clients = {d.client_id: module.make_client(_private_copy(d), spec, settings) for d in data}
+
+    def ready(self) -> list[int]:
+        """The ids this actor hosts (a first call that waits for construction)."""
+        return sorted(self.clients)
+
+    def local_round(self, ids: Sequence[int], broadcast: dict, round_index: int):
+        """One round of clients ``ids`` on ``broadcast``: (updates, reports), both in ``ids`` order."""
+        updates, reports = [], []
+        for cid in ids:
+            started = time.perf_counter()
+            client = self.clients[cid]
+            update, diagnostics = client.local_round(broadcast, round_index)
+            epsilon = float(client.accountant.epsilon())
+            updates.append(update)
+            reports.append(ClientReport(cid, diagnostics, client.accountant.state_dict(), epsilon,
+                                        time.perf_counter() - started))
+        return updates, reports
+
+    def release(self, ids: Sequence[int]) -> list[Any]:
+        return [self.clients[cid].release() for cid in ids]
+
+    def evaluate(self, ids: Sequence[int], artifact: Any) -> list[Any]:
+        return [self.clients[cid].evaluate(artifact) for cid in ids]
+
+    def epsilons(self, ids: Sequence[int]) -> list[float]:
+        return [float(self.clients[cid].accountant.epsilon()) for cid in ids]
+
+    def privacy_records(self, ids: Sequence[int]) -> list[Any]:
+        return [self.clients[cid].privacy_record() for cid in ids]
+
+    def accountants(self, ids: Sequence[int]) -> list[dict]:
+        return [self.clients[cid].accountant.state_dict() for cid in ids]
+
+    # --- checkpoints and recovery ----------------------------------------------------
+    def save_states(self, directory: str) -> list[dict]:
+        """Write this actor's client states into checkpoint ``directory``; return the shard list."""
+        from fedsim.checkpoint import save_client_states
+
+        return save_client_states(self.clients, sorted(self.clients), directory)
+
+    def load_states(self, directory: str, shards: list[dict]) -> list[int]:
+        """Load this actor's client states from checkpoint ``directory``."""
+        from fedsim.checkpoint import load_client_states
+
+        return load_client_states(self.clients, directory, shards)
+
+    def recover(self, confirmed: dict[int, dict | None], unconfirmed: dict[int, int],
+                round_index: int, restart: int) -> dict[int, tuple[dict, float]]:
+        """After a restart: :func:`fedsim.checkpoint.recover_client` for every client;
+        returns each client's new accountant state and ε."""
+        from fedsim.checkpoint import recover_client
+
+        out = {}
+        for cid, client in self.clients.items():
+            recover_client(client, confirmed.get(cid), unconfirmed.get(cid, 0),
+                           self.settings.schedule.local_epochs, self.settings.seed, round_index, restart)
+            out[cid] = (client.accountant.state_dict(), float(client.accountant.epsilon()))
+        return out

@@ -1,0 +1,169 @@
+"""Startup time and seconds per round of the ``local`` and ``ray`` backends (not a test).
+
+    python benchmarks/ray_rounds.py                       # every case, both backends
+    python benchmarks/ray_rounds.py --cases fedavg-10x2000 --backends ray
+
+Cases (FedAvg, IID, 768-d synthetic embeddings, 10 classes, 1 local epoch, batch 128):
+
+* ``fedavg-10x2000``: 10 clients × 2,000 train records (the headline figure);
+* ``scale-10``, ``scale-100``, ``scale-1000``: 10, 100 and 1,000 clients × 32 train
+  records (50 records each), every client per round for 10 and 100 clients, 10 %
+  sampled per round for 1,000 (so ``scale-100`` and ``scale-1000`` both train 100
+  clients a round).
+
+Figures per case and backend:
+
+* startup: building the clients and the server; for Ray also ``ray.init`` (a fresh
+  local Ray, no dashboard) and every actor's start (imports, client construction);
+* first round, and seconds per round (mean of the later rounds);
+* Ray overhead per round: round time minus the busiest client actor's compute in it
+  (its clients run one after the other, so that is the round's critical path; with one
+  client per actor it is the slowest client's compute), mean of the later rounds;
+* finish: release, finalisation, evaluation and ledger.
+
+The machine is shared by other processes in some settings: the table header carries the
+load average before and after.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import statistics
+import time
+from dataclasses import dataclass
+from typing import Literal
+
+import tyro
+
+from fedsim.algorithms.fedavg import FedAvgConfig
+from fedsim.algorithms.spec import TrainingConfig
+from fedsim.backend import RayConfig
+from fedsim.commands.train import TrainCommand
+from fedsim.commands.training_run import prepare
+from fedsim.data.federation import DataConfig
+from fedsim.data.synthetic import SyntheticConfig
+
+CaseName = Literal["fedavg-10x2000", "scale-10", "scale-100", "scale-1000"]
+CASES: dict[str, tuple[int, int, float, int]] = {  # clients, records per client, fraction, rounds
+    "fedavg-10x2000": (10, 3125, 1.0, 20),          # 3125 records → 2000 train (64 %)
+    "scale-10": (10, 50, 1.0, 10),
+    "scale-100": (100, 50, 1.0, 6),
+    "scale-1000": (1000, 50, 0.1, 6),
+}
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    """Ray vs local: startup and seconds per round."""
+
+    cases: tuple[CaseName, ...] = ("fedavg-10x2000", "scale-10", "scale-100", "scale-1000")
+    """Cases to run (module docstring)."""
+    backends: tuple[Literal["local", "ray"], ...] = ("local", "ray")
+    """Backends to compare."""
+    num_cpus: int = 0
+    """CPUs of the local Ray (0 = every core)."""
+    rounds: int = 0
+    """Rounds per case (0 = the case's default: 20, 10, 6, 6)."""
+    threads: int = 0
+    """torch threads of the local backend (0 = every core)."""
+
+
+def command_of(case: str, rounds: int) -> TrainCommand:
+    clients, records, fraction, default_rounds = CASES[case]
+    return TrainCommand(
+        algorithm="fedavg",
+        data=DataConfig(num_clients=clients, partition="iid",
+                        synthetic=SyntheticConfig(n_samples=clients * records, dim=768, num_classes=10)),
+        training=TrainingConfig(rounds=rounds or default_rounds, client_fraction=fraction),
+        fedavg=FedAvgConfig(),
+        checkpoint_every=0, progress=False)
+
+
+def run_case(case: str, backend: str, bench: Benchmark) -> dict:
+    from fedsim.simulation import LocalClientPool, run_federation
+
+    command = command_of(case, bench.rounds)
+    prepared = prepare(command)
+    rows, overheads = [], []
+    started = time.perf_counter()
+    if backend == "local":
+        import torch
+
+        if bench.threads:
+            torch.set_num_threads(bench.threads)
+        server = prepared.module.make_server(prepared.spec, prepared.settings)
+        pool = LocalClientPool(prepared.federation, prepared.spec, prepared.settings)
+        startup = time.perf_counter() - started
+        layout = "in-process"
+        result = run_federation(server, pool, prepared.settings,
+                                on_round=lambda row: rows.append({**row, "_at": time.perf_counter()}))
+        init = 0.0
+    else:
+        import logging
+
+        import ray
+
+        from actors.driver import ray_federation
+
+        ray.init(include_dashboard=False, num_cpus=bench.num_cpus or os.cpu_count(),
+                 logging_level=logging.WARNING, log_to_driver=False)
+        init = time.perf_counter() - started
+        try:
+            with ray_federation(prepared, RayConfig(), verbose=False) as (server, pool):
+                startup = time.perf_counter() - started
+                layout = f"{pool.plan.num_actors} × {pool.plan.clients_per_actor}"
+
+                def on_round(row: dict) -> None:
+                    rows.append({**row, "_at": time.perf_counter()})
+                    busiest = max(pool.round_stats["actor_seconds"].values(), default=0.0)
+                    overheads.append(row["seconds"] - busiest)
+
+                result = run_federation(server, pool, prepared.settings, on_round=on_round)
+        finally:
+            ray.shutdown()
+    ended = time.perf_counter()
+    total = ended - started
+    seconds = [row["seconds"] for row in rows]
+    later = seconds[1:] or seconds
+    finish = ended - rows[-1]["_at"]
+    return {
+        "case": case, "backend": backend, "clients": len(prepared.federation.clients),
+        "sampled": rows[0]["clients"] if rows else 0, "layout": layout, "init": init, "startup": startup,
+        "first": seconds[0], "per_round": statistics.mean(later),
+        "overhead": statistics.mean(overheads[1:] or overheads) if overheads else None,
+        "finish": finish, "total": total, "rounds": len(rows), "ok": len(result.evaluations) == len(pool.client_ids),
+    }
+
+
+def markdown(results: list[dict], load_before, load_after) -> str:
+    lines = [f"load average (1, 5, 15 min): before {load_before}, after {load_after}; {os.cpu_count()} cores",
+             "",
+             "| case | backend | clients | trained/round | actors × clients | ray.init s | startup s | "
+             "first round s | s/round | Ray overhead s/round | finish s | rounds | completed |",
+             "|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for r in results:
+        overhead = "—" if r["overhead"] is None else f"{r['overhead']:.3f}"
+        init = "—" if r["backend"] == "local" else f"{r['init']:.1f}"
+        lines.append(f"| {r['case']} | {r['backend']} | {r['clients']} | {r['sampled']} | {r['layout']} | {init} | "
+                     f"{r['startup']:.1f} | {r['first']:.3f} | {r['per_round']:.3f} | {overhead} | "
+                     f"{r['finish']:.1f} | {r['rounds']} | {'yes' if r['ok'] else 'NO'} |")
+    return "\n".join(lines)
+
+
+def main(bench: Benchmark) -> None:
+    load_before = tuple(round(x, 2) for x in os.getloadavg())
+    results = []
+    for case in bench.cases:
+        for backend in bench.backends:
+            result = run_case(case, backend, bench)
+            results.append(result)
+            print(f"{case:16s} {backend:5s} startup {result['startup']:6.1f} s  "
+                  f"{result['per_round']:.3f} s/round", flush=True)
+            gc.collect()
+    print()
+    print(markdown(results, load_before, tuple(round(x, 2) for x in os.getloadavg())))
+
+
+if __name__ == "__main__":
+    main(tyro.cli(Benchmark))

@@ -1,0 +1,121 @@
+"""DP-CVAE baseline (Di Salvo, Nguyen & Ledig 2025, "Embedding-based federated data
+sharing via differentially private conditional VAEs"), with the flaws of its public
+code fixed (DESIGN.md):
+
+* each client trains a whole CVAE (:class:`~fedsim.models.cvae.ConditionalVAE`;
+  encoder and decoder 3 × 256, latent 100, loss mean MSE + β·KL, β = 0.1, Adam 1e-3)
+  with DP-SGD on the joint per-record gradient of encoder *and* decoder, on Poisson
+  batches (rate q = B/n_i, B = 256), σ calibrated for the steps really run;
+* only the decoder is sent and averaged (weights n_i/Σn); the encoder stays local;
+* the released generator is the averaged decoder with ``z ~ N(0, I)``;
+* feature scaling is data-independent (:class:`~fedsim.models.conditional.OutputScaling`):
+  the reference's per-feature min–max ranges come from the data without noise.  The
+  default drops the sigmoid (``linear``: raw features, identity output), which needs
+  no range and suits any encoder's scale; ``--dp-cvae.scaling.output sigmoid`` keeps
+  the reference's sigmoid on a PUBLIC range ``[low, high]`` (records clipped to it).
+  On ``synthetic`` (unit-variance features, ε = 1 and ε = ∞, 10 rounds) the two gave
+  the same downstream accuracy within 0.3 points and the same MMD².
+
+Shared machinery: :mod:`fedsim.algorithms.generative` (client/server/artifact, DP label
+counts) and :mod:`fedsim.algorithms.local_training` (the DP-SGD step).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch.func import functional_call
+
+from fedsim.algorithms.base import synthesize
+from fedsim.algorithms.generative import GenerativeClient, GenerativeServer, SyntheticGenerator
+from fedsim.algorithms.spec import FederationSpec
+from fedsim.models.conditional import ConditionalGenerator, OutputScaling
+from fedsim.models.cvae import ConditionalVAE
+from fedsim.seeding import torch_generator
+
+
+@dataclass(frozen=True)
+class DPCVAEConfig:
+    """DP-CVAE baseline options (reference values as defaults)."""
+
+    hidden_dim: int = 256
+    """Width of the hidden layers of the encoder and the decoder."""
+    hidden_layers: int = 3
+    """Number of hidden layers of the encoder and of the decoder."""
+    latent_dim: int = 100
+    """Dimension of the latent z."""
+    beta: float = 0.1
+    """Weight β of the summed KL term (the reconstruction is the mean squared error)."""
+    lr: float = 1e-3
+    """Adam learning rate (on the privatized gradient, a post-processing)."""
+    batch_size: int = 256
+    """Expected Poisson batch size B of this method (q = B/n_i); replaces --training.batch-size."""
+    scaling: OutputScaling = OutputScaling()
+    """Data-independent feature scaling of the decoder output."""
+
+    def validate(self) -> None:
+        from fedsim.errors import UserError
+
+        for name in ("hidden_dim", "hidden_layers", "latent_dim", "batch_size"):
+            if getattr(self, name) < 1:
+                raise UserError(f"--dp-cvae.{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}.")
+        if not self.lr > 0 or self.beta < 0:
+            raise UserError(f"--dp-cvae.lr must be > 0 and --dp-cvae.beta >= 0, got {self.lr} and {self.beta}.")
+        self.scaling.validate("dp-cvae")
+
+
+class DPCVAEClient(GenerativeClient):
+    """A DP-CVAE client: encoder and decoder under joint DP-SGD; the decoder is shared."""
+
+    tag = "dp-cvae"
+    shared_prefix = "decoder."
+
+    @staticmethod
+    def build_model(spec: FederationSpec, config: DPCVAEConfig) -> ConditionalVAE:
+        return ConditionalVAE(spec.dim, spec.num_classes, [config.hidden_dim] * config.hidden_layers,
+                              config.latent_dim, config.beta, config.scaling)
+
+    @staticmethod
+    def generator_of(model: ConditionalVAE) -> ConditionalGenerator:
+        return model.decoder
+
+    def make_optimizer(self, parameters):
+        return torch.optim.Adam(parameters, lr=self.config.lr)
+
+    def local_step(self) -> None:
+        batch = self.trainer.sample_batch()
+        eps = torch.randn(len(batch), self.config.latent_dim, generator=self.generator)
+        model = self.model
+
+        def record_loss(params, u, onehot, noise):
+            return functional_call(model, params, (u, onehot, noise))
+
+        self.trainer.step(record_loss, (self.u[batch], self.onehot[batch], eps))
+
+    @torch.no_grad()
+    def diagnostics(self) -> dict[str, float]:
+        """Simulator-side reconstruction and KL on a fixed subset of train records."""
+        rows = self.diagnostic_records()
+        u, onehot = self.u[rows], self.onehot[rows]
+        eps = torch.randn(len(u), self.config.latent_dim,
+                          generator=torch_generator(self.seed, self.tag, "diagnostics", self.client_id))
+        terms = self.model.record_terms(u, onehot, eps)
+        return {"reconstruction": float(terms["reconstruction"]), "kl": float(terms["kl"].mean())}
+
+
+def make_server(spec, settings):
+    settings.method.validate()
+    return GenerativeServer(spec, DPCVAEClient, settings.method, settings.seed)
+
+
+def make_client(data, spec, settings):
+    return DPCVAEClient(data, spec, settings.method, settings.privacy, settings.schedule,
+                        settings.evaluation, settings.seed)
+
+
+def synthetic_set(artifact: SyntheticGenerator, size: int, generator):
+    return synthesize(artifact, size, generator)
+
+
+__all__ = ["DPCVAEClient", "DPCVAEConfig", "make_client", "make_server", "synthetic_set"]

@@ -1,0 +1,33 @@
+"""FedLambda: per client the λ-blend ``λ·softmax(local) + (1 − λ)·softmax(global)`` of a
+linear classifier trained on the client's real train split and the FedAvg global
+model, λ chosen on validation data (:mod:`fedsim.evaluation.blend`).  The global model
+is trained exactly as :mod:`fedsim.algorithms.fedavg`; only the evaluation differs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fedsim.algorithms import fedavg
+from fedsim.algorithms.fedavg import FedAvgConfig
+
+
+@dataclass(frozen=True)
+class FedLambdaConfig(FedAvgConfig):
+    """FedLambda options: those of the FedAvg model it blends with (λ grid and rule: --evaluation.*)."""
+
+    def validate(self, option: str = "fedlambda") -> None:
+        super().validate(option)
+
+
+def make_server(spec, settings):
+    settings.method.validate("fedlambda")
+    return fedavg.FederatedClassifierServer(spec, settings.seed)
+
+
+def make_client(data, spec, settings):
+    return fedavg.make_client(data, spec, settings, blend=True)
+
+
+synthetic_set = fedavg.synthetic_set
+
+__all__ = ["FedLambdaConfig", "make_client", "make_server", "synthetic_set"]

@@ -1,0 +1,213 @@
+"""What the generative baselines (DP-CVAE, DP-CGAN) share: a client that trains a
+conditional generator model under DP-SGD and returns only the generator's change, a
+server that averages generators (FedAvg, McMahan et al. 2017, weights n_i/Σn), and
+the released artifact (the averaged generator and a DP label distribution).
+
+Privacy, per client (sample-level, DESIGN.md):
+
+* DP-SGD on every parameter the client trains on data (:class:`~fedsim.algorithms.local_training.LocalDPSGD`),
+  σ calibrated by :func:`~fedsim.privacy.plan.plan_dp_sgd` for the steps really run,
+  with the share ``1 − stats_epsilon_fraction`` of ε;
+* one release of the client's class counts (:mod:`fedsim.privacy.labels`), made when
+  the client is created, with the smallest noise that keeps the composed ε ≤ the target.
+  The DP label distribution it gives is public: DP-CGAN draws its generator's labels
+  from it, and the released synthetic set (and ``--evaluation.synthetic-labels global``)
+  draw labels from the pooled counts;
+* there is no local state outside DP, so ``--privacy.privacy-mode`` does not apply:
+  the ledger always reads ``strict``.
+
+Subclasses define the model (:meth:`GenerativeClient.build_model`), which of its
+parameters DP-SGD trains, one local step and the diagnostics.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass, replace
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from fedsim.algorithms.base import ClientUpdate, LocalDiagnostics, apply_server_step
+from fedsim.algorithms.local_training import LocalDPSGD, load_shared, shared_delta
+from fedsim.algorithms.spec import FederationSpec, TrainingConfig
+from fedsim.evaluation.blend import ClientEvaluation
+from fedsim.evaluation.downstream import EvaluationConfig, evaluate_generator
+from fedsim.models.conditional import ConditionalGenerator
+from fedsim.models.init import seeded
+from fedsim.privacy.accounting import ClientAccountant, calibrate_release_noise
+from fedsim.privacy.config import PrivacyConfig
+from fedsim.privacy.labels import label_distribution, release_label_counts
+from fedsim.privacy.ledger import ClientPrivacyRecord, privacy_record
+from fedsim.privacy.plan import plan_dp_sgd
+from fedsim.seeding import torch_generator
+
+DIAGNOSTIC_RECORDS = 256
+
+
+@dataclass(frozen=True)
+class SyntheticGenerator:
+    """The public output of a generative baseline: the averaged conditional generator
+    and the DP label distribution (pooled noisy counts, normalised)."""
+
+    generator: ConditionalGenerator
+    label_distribution: Tensor
+
+    def sample(self, labels: np.ndarray | Tensor, generator: torch.Generator) -> np.ndarray:
+        """``x̂ = G(z, y)`` with ``z ~ N(0, I)`` for every label, in data space."""
+        labels = torch.as_tensor(np.asarray(labels), dtype=torch.long)
+        return self.generator.generate(labels, generator).numpy().astype(np.float32)
+
+    def sample_labels(self, size: int, generator: torch.Generator) -> np.ndarray:
+        """Labels drawn from the DP label distribution."""
+        draws = torch.multinomial(self.label_distribution, size, replacement=True, generator=generator)
+        return draws.numpy().astype(np.int64)
+
+
+class GenerativeClient:
+    """One client of a generative baseline (module docstring)."""
+
+    tag = "generative"           # seed tag of the method
+    shared_prefix = "decoder."   # parameters the server averages
+
+    def __init__(self, data, spec: FederationSpec, config: Any, privacy: PrivacyConfig,
+                 schedule: TrainingConfig, evaluation: EvaluationConfig, seed: int) -> None:
+        self.client_id = data.client_id
+        self.data, self.config, self.evaluation, self.seed = data, config, evaluation, seed
+        self.privacy = replace(privacy, privacy_mode="strict")  # no local state outside DP
+        self.local_epochs = schedule.local_epochs
+        with seeded(seed, self.tag, "client", data.client_id):
+            self.model = self.build_model(spec, config)
+        scaler = self.generator_of(self.model).scaler
+        self.u = scaler.to_model(torch.as_tensor(data.x_train, dtype=torch.float32))
+        self.labels = torch.as_tensor(data.y_train, dtype=torch.long)
+        self.onehot = nn.functional.one_hot(self.labels, spec.num_classes).float()
+        self.plan = plan_dp_sgd(len(self.u), config.batch_size, schedule.rounds, schedule.local_epochs,
+                                self.privacy, 1.0 - privacy.stats_epsilon_fraction)
+        self.accountant = ClientAccountant(privacy.accountant, privacy.delta)
+        self.generator = torch_generator(seed, self.tag, "steps", data.client_id)
+        self.shared = {n: p for n, p in self.model.named_parameters() if n.startswith(self.shared_prefix)}
+        trained = self.trained_parameters()
+        self.trainer = LocalDPSGD(trained, self.make_optimizer(list(trained.values())), self.privacy,
+                                  self.plan, self.accountant, self.generator)
+        self.label_noise_multiplier, self.label_counts = self._release_label_counts(spec.num_classes)
+
+    # --- hooks ------------------------------------------------------------------------
+    @staticmethod
+    def build_model(spec: FederationSpec, config: Any) -> nn.Module:
+        """The method's whole model (client and server build the same one)."""
+        raise NotImplementedError
+
+    @staticmethod
+    def generator_of(model: nn.Module) -> ConditionalGenerator:
+        """The submodule the server averages and releases."""
+        raise NotImplementedError
+
+    def trained_parameters(self) -> dict[str, nn.Parameter]:
+        """Parameters DP-SGD trains (default: all of them, clipped jointly)."""
+        return dict(self.model.named_parameters())
+
+    def make_optimizer(self, parameters: list[nn.Parameter]) -> torch.optim.Optimizer:
+        raise NotImplementedError
+
+    def local_step(self) -> None:
+        raise NotImplementedError
+
+    def diagnostics(self) -> dict[str, float]:
+        return {}
+
+    # --- protocol -----------------------------------------------------------------------
+    def _release_label_counts(self, num_classes: int) -> tuple[float | None, Tensor]:
+        """Noisy class counts (module docstring); σ composes with the planned DP-SGD."""
+        generator = torch_generator(self.seed, self.tag, "label-counts", self.client_id)
+        if not self.privacy.private:
+            return None, release_label_counts(self.labels, num_classes, 0.0, generator)
+        planned = [(self.plan.noise_multiplier, self.plan.sample_rate, self.plan.total_steps)]
+        sigma = calibrate_release_noise(planned, self.privacy.epsilon, self.privacy.delta,
+                                        self.privacy.accountant)
+        counts = release_label_counts(self.labels, num_classes, sigma, generator)
+        self.accountant.record(sigma, 1.0, 1, kind="release")
+        return sigma, counts
+
+    def local_round(self, broadcast: Mapping[str, Tensor], round_index: int) -> tuple[ClientUpdate, LocalDiagnostics]:
+        load_shared(self.shared, broadcast)
+        for _ in range(self.trainer.steps_per_round(self.local_epochs)):
+            self.local_step()
+        update = ClientUpdate(self.client_id, shared_delta(self.shared, broadcast), len(self.u))
+        return update, LocalDiagnostics(self.client_id, self.diagnostics())
+
+    def release(self) -> Tensor:
+        """The noisy class counts released at creation (no new mechanism)."""
+        return self.label_counts.clone()
+
+    def evaluate(self, artifact: SyntheticGenerator) -> ClientEvaluation:
+        return evaluate_generator(self.data, artifact, self.evaluation, self.seed)
+
+    def privacy_record(self) -> ClientPrivacyRecord:
+        return privacy_record(self.client_id, self.privacy, self.plan, self.accountant,
+                              self.label_noise_multiplier, 1.0)
+
+    def diagnostic_records(self) -> slice:
+        """A fixed subset of train records for simulator-side diagnostics."""
+        return slice(0, min(DIAGNOSTIC_RECORDS, len(self.u)))
+
+    # --- checkpoints --------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        return {"model": self.model.state_dict(), "optimizers": self.optimizer_states(),
+                "accountant": self.accountant.state_dict(), "generator": self.generator.get_state(),
+                "label_counts": self.label_counts, "label_noise_multiplier": self.label_noise_multiplier}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.load_optimizer_states(state["optimizers"])
+        self.accountant = ClientAccountant.from_state_dict(state["accountant"])
+        self.trainer.accountant = self.accountant
+        self.generator.set_state(state["generator"])
+        self.label_counts = state["label_counts"]
+        self.label_noise_multiplier = state["label_noise_multiplier"]
+
+    def optimizer_states(self) -> list[dict]:
+        return [self.trainer.optimizer.state_dict()]
+
+    def load_optimizer_states(self, states: list[dict]) -> None:
+        self.trainer.optimizer.load_state_dict(states[0])
+
+
+class GenerativeServer:
+    """Holds the shared generator; averages the clients' generators (Eq. 10 with η = 1)."""
+
+    def __init__(self, spec: FederationSpec, client_class: type[GenerativeClient], config: Any,
+                 seed: int) -> None:
+        self.spec, self.client_class = spec, client_class
+        with seeded(seed, client_class.tag, "server"):
+            self.model = client_class.build_model(spec, config)
+        self.shared = {n: p.detach() for n, p in self.model.named_parameters()
+                       if n.startswith(client_class.shared_prefix)}
+
+    def broadcast(self) -> dict[str, Tensor]:
+        return {name: value.clone() for name, value in self.shared.items()}
+
+    def aggregate(self, updates: Sequence[ClientUpdate]) -> None:
+        """``G ← G + Σ_i w_i (G_i − G) = Σ_i w_i G_i`` (FedAvg of the generators)."""
+        apply_server_step(self.shared, updates, 1.0)
+
+    def finalize(self, releases: Sequence[Tensor]) -> SyntheticGenerator:
+        counts = torch.stack([r.double() for r in releases]).sum(dim=0)
+        module = self.client_class.generator_of(self.model)
+        return SyntheticGenerator(copy.deepcopy(module).eval(), label_distribution(counts))
+
+    def state_dict(self) -> dict:
+        return {"shared": {k: v.clone() for k, v in self.shared.items()}}
+
+    def load_state_dict(self, state: dict) -> None:
+        with torch.no_grad():
+            for name, value in state["shared"].items():
+                self.shared[name].copy_(value)
+
+
+def expected_batch(plan) -> int:
+    """``max(1, round(q·n))``: a data-independent size for record-free samples."""
+    return max(1, int(math.floor(plan.expected_batch_size + 0.5)))

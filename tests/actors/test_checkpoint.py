@@ -1,0 +1,92 @@
+"""Checkpoints, --resume and client recovery (local backend; no Ray)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import pandas as pd
+import pytest
+import torch
+
+from fedsim.checkpoint import load_checkpoint, recover_client, resume_command
+from fedsim.commands.train import TrainCommand
+from fedsim.commands.training_run import prepare, run_training
+from fedsim.errors import UserError
+from fedsim.run import main
+from fedsim.simulation import LocalClientPool
+from runtime_helpers import tiny_command
+
+
+class Interrupt(Exception):
+    pass
+
+
+def assert_same_outputs(run_dir, reference):
+    """Every output file of two runs is the same (wall-clock seconds aside)."""
+    for name in ("metrics", "synthetic", "clients"):
+        frames = [pd.read_parquet(d / f"{name}.parquet") for d in (run_dir, reference)]
+        frames = [f.drop(columns=["seconds"], errors="ignore") for f in frames]
+        pd.testing.assert_frame_equal(*frames, check_exact=True)
+    for name in ("summary", "privacy"):
+        docs = [json.loads((d / f"{name}.json").read_text()) for d in (run_dir, reference)]
+        for doc in docs:
+            doc.pop("seconds", None)
+        assert docs[0] == docs[1]
+
+
+def test_resume_continues_a_killed_run_to_the_same_results(tmp_path, capsys):
+    command = tiny_command(clients=2, rounds=3, checkpoint_every=2)
+    command = replace(command, training=replace(command.training, batch_size=32))
+    run_training(replace(command, out=tmp_path / "whole"))
+
+    def die_in_round_3(row):
+        if row["round"] == 3:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        run_training(replace(command, out=tmp_path / "killed"), on_round=die_in_round_3)
+    assert load_checkpoint(tmp_path / "killed").rounds_done == 2
+    assert not (tmp_path / "killed" / "summary.json").exists()
+    assert main(["--resume", str(tmp_path / "killed"), "--backend", "local", "--no-progress"]) == 0  # the CLI
+    assert_same_outputs(tmp_path / "killed", tmp_path / "whole")
+    assert load_checkpoint(tmp_path / "killed").rounds_done == 3
+    # only the latest checkpoint is kept, and no temporary directory is left behind
+    assert [p.name.split("-")[1] for p in (tmp_path / "killed" / "checkpoints").iterdir() if p.is_dir()] == ["000003"]
+
+
+def test_resume_refuses_options_that_change_results(tmp_path):
+    saved = tiny_command(out=tmp_path)
+    with pytest.raises(UserError, match="--seed"):
+        resume_command(TrainCommand(resume=tmp_path, seed=7), saved, tmp_path)
+    resumed = resume_command(TrainCommand(resume=tmp_path, backend="ray", threads=1), saved, tmp_path)
+    assert (resumed.backend, resumed.threads, resumed.data, resumed.out) == ("ray", 1, saved.data, tmp_path)
+    assert resume_command(TrainCommand(resume=tmp_path, backend="local"), saved, tmp_path).backend == "local"
+    assert resume_command(TrainCommand(resume=tmp_path, seed=saved.seed), saved, tmp_path).seed == saved.seed
+
+
+def test_resume_without_a_checkpoint_is_a_user_error(tmp_path):
+    with pytest.raises(UserError, match="--resume"):
+        run_training(TrainCommand(resume=tmp_path, backend="local", progress=False))
+
+
+def test_recovery_charges_every_started_round_and_reseeds_the_noise():
+    command = tiny_command(rounds=3)
+    prepared = prepare(command)
+    pool = LocalClientPool(prepared.federation, prepared.spec, prepared.settings)
+    server = prepared.module.make_server(prepared.spec, prepared.settings)
+    client = pool.clients[0]
+    client.local_round(server.broadcast(), 0)
+    confirmed = client.accountant.state_dict()            # reported after round 1
+    per_round = command.training.local_epochs * client.plan.steps_per_epoch
+    assert client.accountant.steps() == per_round
+
+    fresh = LocalClientPool(prepared.federation, prepared.spec, prepared.settings).clients[0]  # "restarted"
+    old_noise = fresh.generator.get_state()
+    trainer_accountant = fresh.accountant
+    recover_client(fresh, confirmed, unconfirmed_rounds=2, local_epochs=command.training.local_epochs,
+                   seed=command.seed, round_index=2, restart=1)
+    assert fresh.accountant is trainer_accountant          # updated in place
+    assert fresh.accountant.steps() == 3 * per_round       # round 1 confirmed + 2 started, not confirmed
+    assert fresh.accountant.epsilon() > client.accountant.epsilon()
+    assert not torch.equal(fresh.generator.get_state(), old_noise)

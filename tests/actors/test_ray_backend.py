@@ -1,0 +1,141 @@
+"""The Ray backend: same results as the local one, lost actors, late clients, resume.
+
+One local Ray (2 CPUs) serves every test (``ray_cluster``); runs are tiny, and each
+uses 2 client actors plus the server actor.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import threading
+import time
+from dataclasses import replace
+
+import pytest
+
+from actors.client_actor import ClientActor
+from fedsim.algorithms.fedavg import FedAvgConfig
+from fedsim.backend import RayConfig
+from fedsim.checkpoint import run_with_checkpoints
+from fedsim.commands.training_run import prepare, simulate
+from runtime_helpers import assert_same_results, tiny_command
+
+RAY = RayConfig(num_cpus=2, max_actors=2)
+
+
+@pytest.mark.parametrize("command, actors", [
+    pytest.param(tiny_command("fedhypevae", clients=2, rounds=2, epsilon=1.0,
+                              training=replace(tiny_command().training, rounds=2, batch_size=32)), 1,
+                 id="fedhypevae-eps1"),
+    pytest.param(tiny_command("fedavg", rounds=3, training=replace(tiny_command().training, rounds=3,
+                                                                    client_fraction=0.5)), 2, id="fedavg-sampled"),
+])
+def test_ray_backend_reproduces_the_local_backend(ray_cluster, command, actors):
+    local = simulate(replace(command, backend="local"), prepare(command))
+    on_ray = simulate(replace(command, backend="ray", ray=replace(RAY, max_actors=actors)), prepare(command))
+    assert_same_results(local, on_ray)
+
+
+def _private_fedavg(rounds: int = 4, clients: int = 4):
+    return tiny_command("fedavg", clients=clients, rounds=rounds, fedavg=FedAvgConfig(batch_size=16, private=True))
+
+
+class SlowFourthRound(ClientActor):
+    """A client actor whose fourth round takes 2 s more, so that it can be killed inside it."""
+
+    def local_round(self, ids, broadcast, round_index):
+        if round_index == 3:
+            time.sleep(2.0)
+        return super().local_round(ids, broadcast, round_index)
+
+
+def test_an_actor_killed_mid_round_does_not_stop_the_run_and_its_steps_stay_counted(ray_cluster, tmp_path):
+    from actors.driver import ray_federation
+
+    ray_cluster.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    command = _private_fedavg()
+    prepared = prepare(command)
+    with ray_federation(prepared, RAY, verbose=False, actor_class=SlowFourthRound) as (server, pool):
+        def kill_during_round_4(row):
+            if row["round"] == 3:  # the checkpoint of round 2 exists; round 4 starts right after
+                threading.Timer(0.7, ray_cluster.kill, (pool.actors[0],), {"no_restart": True}).start()
+
+        result = run_with_checkpoints(server, pool, prepared.settings, run_dir=tmp_path, every=2, resume=False,
+                                      command=command, on_round=kill_during_round_4)
+        events = list(pool.events)
+    rows = result.round_metrics
+    assert [row["clients"] for row in rows] == [4, 4, 4, 2] and rows[3]["dropped"] == 2
+    assert [e["event"] for e in events] == ["restart"] and events[0]["clients"] == [0, 1]
+    assert events[0]["round"] == 4
+    assert len(result.evaluations) == 4 and len(result.privacy_records) == 4
+    per_round = {c.client_id: command.training.local_epochs * math.ceil(c.n_train / 16)
+                 for c in prepared.federation.clients}
+    # every client is charged 4 rounds: clients 0 and 1 reported 3, and the round they
+    # died in counts in full although its update was lost
+    assert {r.client_id: r.steps for r in result.privacy_records} == {cid: 4 * n for cid, n in per_round.items()}
+
+
+def test_late_clients_are_left_out_of_the_round_but_their_steps_counted(ray_cluster):
+    command = _private_fedavg(rounds=3, clients=2)
+    ray = replace(RAY, round_timeout_s=1e-3, max_actors=1)
+    result = simulate(replace(command, backend="ray", ray=ray), prepare(command))
+    assert any(row.get("dropped", 0) > 0 for row in result.round_metrics)
+    assert sum(row["clients"] + row.get("dropped", 0) for row in result.round_metrics) == 3 * 2
+    n_train = {c.client_id: c.n_train for c in prepare(command).federation.clients}
+    assert {r.client_id: r.steps for r in result.privacy_records} == {
+        cid: 3 * math.ceil(n / 16) for cid, n in n_train.items()}  # late rounds ran, and count
+
+
+@pytest.mark.slow
+def test_resume_on_ray_from_a_local_checkpoint(ray_cluster, tmp_path):
+    command = tiny_command("fedavg", rounds=4, checkpoint_every=2)
+    whole = simulate(command, prepare(command))
+
+    class Interrupt(Exception):
+        pass
+
+    def die(row):
+        if row["round"] == 3:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        simulate(command, prepare(command), on_round=die, run_dir=tmp_path)
+    resumed = replace(command, backend="ray", ray=RAY, resume=tmp_path)
+    assert_same_results(whole, simulate(resumed, prepare(resumed), run_dir=tmp_path))
+
+
+@pytest.mark.slow
+def test_a_thousand_clients_with_sampling(ray_cluster):
+    from fedsim.data.synthetic import SyntheticConfig
+
+    command = tiny_command("fedavg", clients=1000, rounds=2)
+    command = replace(command, data=replace(command.data, synthetic=SyntheticConfig(n_samples=25_000, dim=8,
+                                                                                     num_classes=3)),
+                      training=replace(command.training, client_fraction=0.1), backend="ray",
+                      ray=RayConfig(num_cpus=2))
+    result = simulate(command, prepare(command))
+    assert [row["clients"] for row in result.round_metrics] == [100, 100]
+    assert len(result.evaluations) == 1000
+
+
+@pytest.mark.slow
+def test_the_cli_joins_the_cluster_named_by_ray_address(ray_cluster, tmp_path):
+    """``RAY_ADDRESS`` set: ``python -m fedsim.run --backend ray`` joins that cluster
+    (here the tests' own) instead of starting one, and leaves it running."""
+    import os
+    import subprocess
+
+    from ray._private.state import jobs
+
+    address = ray_cluster.get_runtime_context().gcs_address
+    jobs_before = len(jobs())
+    args = ["--backend", "ray", "--algorithm", "fedavg", "--data.num-clients", "2", "--training.rounds", "1",
+            "--data.synthetic.n-samples", "200", "--data.synthetic.dim", "8", "--no-progress",
+            "--checkpoint-every", "0", "--out", str(tmp_path / "run")]
+    done = subprocess.run([sys.executable, "-m", "fedsim.run", *args], capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "RAY_ADDRESS": address})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (tmp_path / "run" / "summary.json").exists()
+    assert len(jobs()) == jobs_before + 1  # the run was a job of this cluster
+    assert ray_cluster.is_initialized() and ray_cluster.cluster_resources().get("CPU") == 2

@@ -1,0 +1,82 @@
+"""A separable toy federation and a one-call runner for the baseline tests."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from fedsim.algorithms.registry import RunSettings, algorithm_module
+from fedsim.algorithms.spec import FederationSpec, TrainingConfig
+from fedsim.data.dataset import EmbeddingDataset
+from fedsim.data.federation import DataConfig, Federation, build_federation
+from fedsim.evaluation.blend import chosen_results
+from fedsim.evaluation.downstream import EvaluationConfig
+from fedsim.privacy.config import PrivacyConfig
+from fedsim.simulation import LocalClientPool, run_federation
+
+
+@pytest.fixture(autouse=True, scope="module")
+def single_thread():
+    """Tiny tensors: one torch thread (two threads on a shared 2-core machine spin and
+    can make these tests 5× slower)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def toy_federation(num_clients: int = 3, per_client: int = 80, dim: int = 6, classes: int = 3,
+                   seed: int = 0, partition: str = "iid") -> Federation:
+    """Gaussian blobs (std 0.5) around class means 3·e_c: linearly separable."""
+    rng = np.random.default_rng(seed)
+    n = num_clients * per_client
+    y = np.arange(n) % classes
+    x = 0.5 * rng.standard_normal((n, dim)) + 3.0 * np.eye(classes, dim)[y]
+    dataset = EmbeddingDataset(x=x.astype(np.float32), y=y.astype(np.int64), name="toy")
+    return build_federation(dataset, DataConfig(partition=partition, num_clients=num_clients, min_samples=0,
+                                                alpha=0.5), seed)
+
+
+def spec_of(federation: Federation) -> FederationSpec:
+    return FederationSpec(federation.num_clients, federation.num_classes, federation.dim)
+
+
+def run(algorithm: str, method, federation: Federation, rounds: int = 5, epsilon: float = float("inf"),
+        local_epochs: int = 1, seed: int = 0, selection: str = "global", **privacy):
+    """Run a whole federation in process; return (result, per-client rows, pool, server)."""
+    settings = RunSettings(algorithm, method, PrivacyConfig(epsilon=epsilon, **privacy),
+                           TrainingConfig(rounds=rounds, local_epochs=local_epochs),
+                           EvaluationConfig(selection=selection), seed)
+    module = algorithm_module(algorithm)
+    spec = spec_of(federation)
+    server = module.make_server(spec, settings)
+    pool = LocalClientPool(federation, spec, settings)
+    result = run_federation(server, pool, settings)
+    return result, chosen_results(result.evaluations, selection), pool, server
+
+
+def poison_test(federation: Federation, seed: int = 1) -> Federation:
+    """The same federation with every client's test labels permuted and test features replaced by noise."""
+    rng = np.random.default_rng(seed)
+    clients = tuple(dataclasses.replace(c, y_test=rng.permutation(c.y_test),
+                                        x_test=rng.standard_normal(c.x_test.shape).astype(np.float32))
+                    for c in federation.clients)
+    return dataclasses.replace(federation, clients=clients)
+
+
+def label_agreement(artifact, federation, per_class: int = 50) -> float:
+    """Share of synthetic samples whose nearest real class mean is their own class."""
+    x = np.concatenate([c.x_train for c in federation.clients])
+    y = np.concatenate([c.y_train for c in federation.clients])
+    means = np.stack([x[y == k].mean(0) for k in range(federation.num_classes)])
+    labels = np.repeat(np.arange(federation.num_classes), per_class)
+    samples = artifact.sample(labels, torch.Generator().manual_seed(0))
+    distances = ((samples[:, None, :] - means[None]) ** 2).sum(-1)
+    return float((distances.argmin(1) == labels).mean())
+
+
+def mean(rows, key: str) -> float:
+    return float(np.mean([r[key] for r in rows]))

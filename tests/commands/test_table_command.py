@@ -1,0 +1,111 @@
+"""``python -m fedsim.run table`` end to end on a tiny configuration, and resuming."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+import torch
+
+from fedsim.commands import table_run
+from fedsim.commands.table import TableCommand
+from fedsim.run import main
+
+TINY = [
+    "--dataset", "synthetic", "--quick", "--num-clients", "3", "--alphas", "0.5", "--no-progress",
+    "--run.threads", "1",
+    "--run.data.synthetic.n-samples", "300", "--run.data.synthetic.dim", "8",
+    "--run.data.synthetic.num-classes", "3",
+    "--run.fedhypevae.hidden-dim", "16", "--run.fedhypevae.latent-dim", "4", "--run.fedhypevae.meta-steps", "10",
+    "--run.fedhypevae.hyper-hidden", "16", "--run.fedhypevae.code-dim", "4",
+    "--run.dp-cvae.hidden-dim", "16", "--run.dp-cvae.latent-dim", "4",
+    "--run.dp-cgan.latent-dim", "4", "--run.dp-cgan.generator-hidden", "16", "16",
+    "--run.dp-cgan.discriminator-hidden", "16", "16",
+    "--run.evaluation.probe.steps", "20",
+]
+
+
+@pytest.fixture(autouse=True)
+def restore_threads():
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def count_runs(monkeypatch):
+    calls = []
+    original = table_run.run_one
+
+    def counting(planned):
+        calls.append(planned.filename)
+        return original(planned)
+
+    monkeypatch.setattr(table_run, "run_one", counting)
+    return calls
+
+
+def test_table_end_to_end_and_resume(tmp_path, count_runs, capsys):
+    out = tmp_path / "table"
+    assert main(["table", *TINY, "--out", str(out)]) == 0
+    assert len(count_runs) == 12  # 6 methods × (IID, α = 0.5) × 1 seed
+    for name in ("table.md", "table.csv", "summary.csv", "clients.parquet", "table.png", "table_config.json"):
+        assert (out / name).stat().st_size > 0
+    assert (out / "table.png").read_bytes()[:4] == b"\x89PNG"
+    markdown = (out / "table.md").read_text()
+    for heading in ("FedAvg", "FedProx", "FedLambda", "DP-CGAN", "DP-CVAE", "FedHypeVAE", "IID ACC (%)",
+                    "α = 0.5 BACC (%)", "Privacy actually spent", "Fidelity", "**"):
+        assert heading in markdown
+    assert "∞ (no DP)" in markdown
+    clients = pd.read_parquet(out / "clients.parquet")
+    assert len(clients) == 12 * 3 and {"lambda", "acc", "bacc", "f1", "epsilon", "seed"} <= set(clients.columns)
+    summary = pd.read_csv(out / "summary.csv")
+    assert {"acc_mean", "acc_std_clients", "acc_std_seeds", "epsilon_max", "fidelity_mmd2"} <= set(summary.columns)
+    private = summary[summary["method"].isin(["DP-CGAN", "DP-CVAE", "FedHypeVAE"])]
+    assert (private["epsilon_max"] <= 1.0 + 1e-6).all() and (private["epsilon_max"] > 0.9).all()
+    assert private["fidelity_mmd2"].notna().all()
+    assert len(pd.read_csv(out / "table.csv")) == 6
+    first_markdown = markdown
+
+    count_runs.clear()
+    assert main(["table", *TINY, "--out", str(out)]) == 0
+    assert count_runs == []                                     # everything reused
+    assert (out / "table.md").read_text() == first_markdown
+
+    (out / "results" / "dp-cvae__iid__seed0.json").unlink()   # an interrupted table
+    assert main(["table", *TINY, "--out", str(out)]) == 0
+    assert count_runs == ["dp-cvae__iid__seed0.json"]
+    assert (out / "table.md").read_text() == first_markdown     # same seed, same result
+
+
+def test_changed_configuration_is_refused(tmp_path, count_runs, capsys):
+    out = tmp_path / "table"
+    args = [*TINY, "--methods", "fedavg", "--out", str(out)]
+    assert main(["table", *args]) == 0
+    assert main(["table", *args, "--rounds", "1"]) == 2
+    assert "different configuration" in capsys.readouterr().err
+    record = json.loads((out / "results" / "fedavg__iid__seed0.json").read_text())
+    assert record["config"]["training"]["rounds"] == 2
+
+
+def test_plan_with_ablations_and_presets():
+    table = TableCommand(ablations=True, quick=True, seeds=(4, 5))
+    runs = table_run.plan(table)
+    assert len(runs) == (6 + 4) * 2 * 1
+    assert {r.seed for r in runs} == {4} and {r.command.training.rounds for r in runs} == {2}
+    by_key = {r.row.key: r.command for r in runs if r.configuration.key == "dirichlet-0.3"}
+    assert by_key["fedhypevae-no-hypernetwork"].fedhypevae.hypernetwork is False
+    assert by_key["fedhypevae-no-mmd"].fedhypevae.lambda_mmd == 0.0
+    assert by_key["fedhypevae-no-metacode"].fedhypevae.meta_fit is False
+    assert by_key["fedhypevae-paper-mode"].privacy.privacy_mode == "paper"
+    assert by_key["fedhypevae"].privacy.privacy_mode == "strict"
+    assert by_key["dp-cvae"].data.alpha == 0.3 and by_key["dp-cvae"].data.partition == "dirichlet"
+    assert table.table_directory().name == "table-synthetic-quick"
+
+
+@pytest.mark.parametrize("args,message", [(["--methods"], "methods"), (["--no-iid", "--alphas"], "configuration"),
+                                          (["--methods", "fedavg", "--ablations"], "ablations")])
+def test_bad_options_are_one_sentence_errors(tmp_path, args, message, capsys):
+    assert main(["table", "--out", str(tmp_path / "t"), *args]) == 2
+    assert message in capsys.readouterr().err

@@ -1,0 +1,20 @@
+"""Fixtures shared by the whole suite."""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """One local Ray (2 CPUs, no dashboard) for every test that needs Ray (runtime and
+    sweep tests); started on first use, shut down at the end of the session.  Code under
+    test that finds Ray initialised uses it as it is and leaves it running."""
+    ray = pytest.importorskip("ray")
+    import logging
+
+    if not ray.is_initialized():
+        ray.init(address="local", include_dashboard=False, num_cpus=2, logging_level=logging.WARNING,
+                 log_to_driver=False)
+    yield ray
+    ray.shutdown()

@@ -1,0 +1,62 @@
+"""Helpers of the privacy tests: a tiny FedHypeVAE model whose per-record loss is the real
+one (``FedHypeVAEClient._step``'s ``functional_call``), and independent references."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+from torch.func import functional_call
+
+from fedsim.algorithms.fedhypevae.config import FedHypeVAEConfig
+from fedsim.models.fedhypevae import FedHypeVAEModel
+from fedsim.models.init import seeded
+
+DIM, CLASSES = 12, 3
+TINY = FedHypeVAEConfig(hidden_dim=16, latent_dim=4, code_dim=4, hyper_hidden=8, label_dim=4,
+                        mmd_samples=5)
+
+
+def tiny_model(lambda_mmd: float = 1.0, seed: int = 0) -> FedHypeVAEModel:
+    """A small FedHypeVAE client model (deterministic initialisation)."""
+    config = dataclasses.replace(TINY, lambda_mmd=lambda_mmd)
+    with seeded(seed, "test-tiny-model"):
+        return FedHypeVAEModel(DIM, CLASSES, config, generator=torch.Generator().manual_seed(seed))
+
+
+def tiny_records(n: int, seed: int = 1, outlier: float | None = None):
+    """``(x, onehot, eps_z)`` for ``n`` records and the shared ``mmd_noise``; with
+    ``outlier`` the last record's embedding is scaled by that factor."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, DIM, generator=g)
+    if outlier is not None:
+        x[-1] *= outlier
+    labels = torch.arange(n) % CLASSES
+    onehot = torch.nn.functional.one_hot(labels, CLASSES).float()
+    eps_z = torch.randn(n, TINY.latent_dim, generator=g)
+    mmd_noise = torch.randn(TINY.mmd_samples, TINY.latent_dim, generator=g)
+    return (x, onehot, eps_z), (mmd_noise,)
+
+
+def functional_record_loss(model: FedHypeVAEModel):
+    """The record loss exactly as ``FedHypeVAEClient._step`` builds it."""
+    def record_loss(p, x, onehot, eps_z, mmd_noise):
+        return functional_call(model, p, (x, onehot, eps_z, mmd_noise))
+    return record_loss
+
+
+def loop_gradients(model: FedHypeVAEModel, records, shared) -> list[dict[str, torch.Tensor]]:
+    """Independent reference: one ``torch.autograd.grad`` per record, on the module itself."""
+    names, params = zip(*model.named_parameters())
+    out = []
+    for j in range(records[0].shape[0]):
+        loss = model(*(r[j] for r in records), *shared)
+        grads = torch.autograd.grad(loss, params, allow_unused=True)
+        out.append({n: torch.zeros_like(p) if g is None else g.detach()
+                    for n, p, g in zip(names, params, grads)})
+    return out
+
+
+def joint_norm(grads: dict[str, torch.Tensor]) -> float:
+    """L2 norm of one gradient over all parameters, in float64."""
+    return float(torch.sqrt(sum(g.double().pow(2).sum() for g in grads.values())))
