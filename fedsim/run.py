@@ -22,7 +22,7 @@ from fedsim.commands.data import DataCommand
 from fedsim.commands.embed import EmbedCommand
 from fedsim.commands.table import TableCommand
 from fedsim.commands.train import TrainCommand
-from fedsim.errors import UserError
+from fedsim.errors import execute
 
 SUBCOMMANDS = {
     "train": TrainCommand,
@@ -43,17 +43,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="python -m fedsim.run",
         description=__doc__.split("\n\n")[0],
     )
-    try:
-        return int(command.execute() or 0)
-    except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    except BrokenPipeError:  # e.g. `python -m fedsim.run data | head`
-        sys.stderr.close()
-        return 0
+    return execute(command)
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ if __name__ == "__main__":
     if (_here.parent / "sweeps" / "__init__.py").is_file() and (_here.parent / "fedsim").is_dir():
         sys.path.insert(0, str(_here.parent))
 
-from fedsim.errors import UserError  # noqa: E402
+from fedsim.errors import execute  # noqa: E402
 from sweeps.options import PlotOptions, RunOptions  # noqa: E402
 
 SUBCOMMANDS = {"run": RunOptions, "plot": PlotOptions}
@@ -43,14 +43,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = ["run", *args]
     command = tyro.extras.subcommand_cli_from_dict(SUBCOMMANDS, args=args, prog="python -m sweeps.privacy_utility",
                                                    description=__doc__.split("\n\n")[0])
-    try:
-        return int(command.execute() or 0)
-    except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted: rerun the same command to continue the sweep.", file=sys.stderr)
-        return 130
+    return execute(command, "interrupted: rerun the same command to continue the sweep.")
 
 
 if __name__ == "__main__":

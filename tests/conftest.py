@@ -18,3 +18,15 @@ def ray_cluster():
                  log_to_driver=False)
     yield ray
     ray.shutdown()
+
+
+@pytest.fixture(autouse=True)
+def single_torch_thread():
+    """Tests use tiny tensors: one torch thread each (two threads spinning on a shared
+    2-core machine can make them several times slower); restored afterwards."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -99,6 +99,21 @@ def synthesize(artifact: Any, size: int, generator: torch.Generator) -> tuple[An
     return artifact.sample(labels, generator), labels
 
 
+class SharedStateServer:
+    """Checkpointing of a server whose whole state is ``self.shared`` (name → tensor):
+    the Φ of the generative methods, the global classifier of FedAvg/FedProx."""
+
+    shared: dict[str, Tensor]
+
+    def state_dict(self) -> dict:
+        return {"shared": {name: value.clone() for name, value in self.shared.items()}}
+
+    def load_state_dict(self, state: dict) -> None:
+        with torch.no_grad():
+            for name, value in state["shared"].items():
+                self.shared[name].copy_(value)
+
+
 class Client(Protocol):
     """What a runtime may ask of a client (state stays inside)."""
 

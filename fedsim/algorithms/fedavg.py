@@ -39,7 +39,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from fedsim.algorithms.base import ClientUpdate, LocalDiagnostics, apply_server_step
+from fedsim.algorithms.base import ClientUpdate, LocalDiagnostics, SharedStateServer, apply_server_step
 from fedsim.algorithms.local_training import LocalDPSGD, load_shared, shared_delta
 from fedsim.algorithms.spec import FederationSpec, TrainingConfig
 from fedsim.evaluation.blend import ClientEvaluation
@@ -169,7 +169,7 @@ class FederatedClassifierClient:
         self.generator.set_state(state["generator"])
 
 
-class FederatedClassifierServer:
+class FederatedClassifierServer(SharedStateServer):
     """Holds the global linear classifier; FedAvg aggregation (η = 1)."""
 
     def __init__(self, spec: FederationSpec, seed: int) -> None:
@@ -185,14 +185,6 @@ class FederatedClassifierServer:
 
     def finalize(self, releases) -> GlobalClassifier:
         return GlobalClassifier(copy.deepcopy(self.model).eval())
-
-    def state_dict(self) -> dict:
-        return {"shared": {k: v.clone() for k, v in self.shared.items()}}
-
-    def load_state_dict(self, state: dict) -> None:
-        with torch.no_grad():
-            for name, value in state["shared"].items():
-                self.shared[name].copy_(value)
 
 
 def make_server(spec, settings):

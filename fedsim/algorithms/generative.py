@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from fedsim.algorithms.base import ClientUpdate, LocalDiagnostics, apply_server_step
+from fedsim.algorithms.base import ClientUpdate, LocalDiagnostics, SharedStateServer, apply_server_step
 from fedsim.algorithms.local_training import LocalDPSGD, load_shared, shared_delta
 from fedsim.algorithms.spec import FederationSpec, TrainingConfig
 from fedsim.evaluation.blend import ClientEvaluation
@@ -176,7 +176,7 @@ class GenerativeClient:
         self.trainer.optimizer.load_state_dict(states[0])
 
 
-class GenerativeServer:
+class GenerativeServer(SharedStateServer):
     """Holds the shared generator; averages the clients' generators (Eq. 10 with η = 1)."""
 
     def __init__(self, spec: FederationSpec, client_class: type[GenerativeClient], config: Any,
@@ -198,14 +198,6 @@ class GenerativeServer:
         counts = torch.stack([r.double() for r in releases]).sum(dim=0)
         module = self.client_class.generator_of(self.model)
         return SyntheticGenerator(copy.deepcopy(module).eval(), label_distribution(counts))
-
-    def state_dict(self) -> dict:
-        return {"shared": {k: v.clone() for k, v in self.shared.items()}}
-
-    def load_state_dict(self, state: dict) -> None:
-        with torch.no_grad():
-            for name, value in state["shared"].items():
-                self.shared[name].copy_(value)
 
 
 def expected_batch(plan) -> int:

@@ -29,7 +29,6 @@ that they have no ``mask_token`` (timm's converter drops it);
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass
 from typing import Mapping

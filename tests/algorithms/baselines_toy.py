@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
-import pytest
 import torch
 
 from fedsim.algorithms.registry import RunSettings, algorithm_module
@@ -16,16 +15,6 @@ from fedsim.evaluation.blend import chosen_results
 from fedsim.evaluation.downstream import EvaluationConfig
 from fedsim.privacy.config import PrivacyConfig
 from fedsim.simulation import LocalClientPool, run_federation
-
-
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    """Tiny tensors: one torch thread (two threads on a shared 2-core machine spin and
-    can make these tests 5× slower)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def toy_federation(num_clients: int = 3, per_client: int = 80, dim: int = 6, classes: int = 3,

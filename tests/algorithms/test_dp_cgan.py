@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from baselines_toy import label_agreement, run, spec_of, toy_federation, single_thread  # noqa: F401 (autouse fixture)
+from baselines_toy import label_agreement, run, spec_of, toy_federation
 from fedsim.algorithms.dp_cgan import DPCGANClient, DPCGANConfig
 from fedsim.algorithms.spec import TrainingConfig
 from fedsim.evaluation.downstream import EvaluationConfig

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from baselines_toy import label_agreement, poison_test, run, toy_federation, single_thread  # noqa: F401 (autouse fixture)
+from baselines_toy import label_agreement, poison_test, run, toy_federation
 from fedsim.algorithms.dp_cvae import DPCVAEConfig
 from fedsim.errors import UserError
 from fedsim.models.conditional import OutputScaling

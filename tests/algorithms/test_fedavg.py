@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from baselines_toy import mean, poison_test, run, toy_federation, single_thread  # noqa: F401 (autouse fixture)
+from baselines_toy import mean, poison_test, run, toy_federation
 from fedsim.algorithms.fedavg import FedAvgConfig
 from fedsim.algorithms.fedlambda import FedLambdaConfig
 from fedsim.algorithms.fedprox import FedProxConfig

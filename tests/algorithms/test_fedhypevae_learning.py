@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from fedsim.algorithms.fedhypevae import FedHypeVAEConfig, make_server
 from fedsim.algorithms.registry import RunSettings
@@ -16,14 +15,6 @@ from fedsim.evaluation.blend import select_lambdas
 from fedsim.evaluation.downstream import EvaluationConfig
 from fedsim.privacy.config import PrivacyConfig
 from fedsim.simulation import LocalClientPool, run_federation
-
-
-@pytest.fixture(autouse=True)
-def single_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.mark.slow  # about 15–40 s on a shared 2-core machine

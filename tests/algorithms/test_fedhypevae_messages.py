@@ -19,14 +19,6 @@ CONFIG = FedHypeVAEConfig(hidden_dim=16, latent_dim=4, code_dim=4, hyper_hidden=
 SPEC = FederationSpec(num_clients=2, num_classes=3, dim=12)
 
 
-@pytest.fixture(autouse=True)
-def single_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def client_data(client_id: int, n: int = 40) -> ClientData:
     rng = np.random.default_rng(client_id)
     x = rng.normal(size=(n, 12)).astype(np.float32)

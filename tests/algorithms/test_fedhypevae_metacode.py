@@ -17,14 +17,6 @@ CONFIG = FedHypeVAEConfig(hidden_dim=16, latent_dim=4, code_dim=4, hyper_hidden=
 V_STAR = torch.tensor([1.2, -0.8, 0.5, 1.0])
 
 
-@pytest.fixture(autouse=True)
-def single_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture
 def model() -> FedHypeVAEModel:
     with seeded(0, "test-meta-code"):

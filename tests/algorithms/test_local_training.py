@@ -10,7 +10,6 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from baselines_toy import single_thread  # noqa: F401 (autouse fixture)
 from fedsim.algorithms.local_training import LocalDPSGD, load_shared, shared_delta
 from fedsim.privacy.accounting import ClientAccountant
 from fedsim.privacy.config import PrivacyConfig

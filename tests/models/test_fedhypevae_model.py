@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 
-import pytest
 import torch
 
 from fedsim.algorithms.fedhypevae.config import FedHypeVAEConfig
@@ -15,14 +14,6 @@ from fedsim.models.init import seeded
 from fedsim.models.losses import gaussian_kl, mmd2, multi_kernel
 
 TINY = FedHypeVAEConfig(hidden_dim=16, latent_dim=4, code_dim=4, hyper_hidden=8, label_dim=4, mmd_samples=6)
-
-
-@pytest.fixture(autouse=True)
-def single_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def model(**changes) -> FedHypeVAEModel:

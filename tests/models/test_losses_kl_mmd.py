@@ -17,14 +17,6 @@ from fedsim.models.losses import (
 )
 
 
-@pytest.fixture(autouse=True)
-def single_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _log_normal(z, mu, var):
     return (-0.5 * (z - mu) ** 2 / var - 0.5 * torch.log(2 * math.pi * var)).sum(-1)
 

@@ -8,7 +8,7 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
-from fedsim.algorithms.base import ClientUpdate, apply_server_step
+from fedsim.algorithms.base import ClientUpdate, SharedStateServer, apply_server_step
 from fedsim.algorithms.fedhypevae.config import FedHypeVAEConfig
 from fedsim.algorithms.fedhypevae.metacode import fit_meta_codes
 from fedsim.algorithms.fedhypevae.synthesis import GeneratorArtifact
@@ -19,7 +19,7 @@ from fedsim.privacy.statistics import ClassStatistics, moments_from_statistics, 
 from fedsim.seeding import torch_generator
 
 
-class FedHypeVAEServer:
+class FedHypeVAEServer(SharedStateServer):
     """Holds the shared hypernetwork Φ = {Φ_θ, Φ_ω}; never sees ψ_i, v_i or data."""
 
     def __init__(self, spec: FederationSpec, config: FedHypeVAEConfig, seed: int) -> None:
@@ -53,11 +53,3 @@ class FedHypeVAEServer:
         shared_state = {name: value.clone() for name, value in self.shared.items()}
         return GeneratorArtifact(shared_state, codes, weights, moments.label_distribution,
                                  self.spec.dim, self.spec.num_classes, self.config)
-
-    def state_dict(self) -> dict:
-        return {"shared": {k: v.clone() for k, v in self.shared.items()}}
-
-    def load_state_dict(self, state: dict) -> None:
-        with torch.no_grad():
-            for name, value in state["shared"].items():
-                self.shared[name].copy_(value)

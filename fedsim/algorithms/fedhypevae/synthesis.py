@@ -16,6 +16,7 @@ from torch import Tensor
 from fedsim.algorithms.fedhypevae.config import FedHypeVAEConfig
 from fedsim.models.fedhypevae import FedHypeVAEModel
 from fedsim.models.hypernet import mix_modulations
+from fedsim.models.init import seeded
 
 
 @dataclass(frozen=True)
@@ -31,8 +32,10 @@ class GeneratorArtifact:
     config: FedHypeVAEConfig
 
     def build(self) -> FedHypeVAEModel:
-        """A model holding Φ (its encoder and client code are unused)."""
-        model = FedHypeVAEModel(self.input_dim, self.num_classes, self.config)
+        """A model holding Φ (its encoder and client code are unused).  Built under a
+        fixed seed so that building never advances the global torch RNG."""
+        with seeded(0, "generator-artifact"):
+            model = FedHypeVAEModel(self.input_dim, self.num_classes, self.config)
         model.load_state_dict(self.shared_state, strict=False)
         model.eval()
         return model
