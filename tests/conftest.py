@@ -20,13 +20,21 @@ def ray_cluster():
     ray.shutdown()
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture(autouse=True, scope="session")
 def single_torch_thread():
-    """Tests use tiny tensors: one torch thread each (two threads spinning on a shared
-    2-core machine can make them several times slower); restored afterwards."""
+    """Tests use tiny tensors: one torch thread (two threads spinning on a shared 2-core
+    machine can make them several times slower).  Session-scoped, so module fixtures
+    run with it too: bitwise comparisons need the same thread count on both sides."""
     import torch
 
-    before = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
-    torch.set_num_threads(before)
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread_after_each_test():
+    """A test that changes the thread count (a CLI run with --threads) does not leak it."""
+    yield
+    import torch
+
+    torch.set_num_threads(1)

@@ -23,7 +23,6 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
-from torch.func import functional_call
 
 from fedsim.algorithms.base import synthesize
 from fedsim.algorithms.generative import GenerativeClient, GenerativeServer, SyntheticGenerator, expected_batch
@@ -109,10 +108,8 @@ class DPCGANClient(GenerativeClient):
         with torch.no_grad():
             fake = model.generator(z, fake_onehot)
 
-        def record_loss(params, u, onehot):
-            return functional_call(model, params, (u, onehot))
-
-        self.trainer.step(record_loss, (self.u[batch], self.onehot[batch]),
+        u, onehot = self.u[batch], self.onehot[batch]
+        self.trainer.step(model, lambda: model(u, onehot), len(batch),
                           penalty=lambda: model.fake_loss(fake, fake_onehot))
         z, fake_onehot = self._fake_conditions()
         self.generator_optimizer.zero_grad(set_to_none=True)

@@ -25,7 +25,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from torch.func import functional_call
 
 from fedsim.algorithms.base import synthesize
 from fedsim.algorithms.generative import GenerativeClient, GenerativeServer, SyntheticGenerator
@@ -86,12 +85,8 @@ class DPCVAEClient(GenerativeClient):
     def local_step(self) -> None:
         batch = self.trainer.sample_batch()
         eps = torch.randn(len(batch), self.config.latent_dim, generator=self.generator)
-        model = self.model
-
-        def record_loss(params, u, onehot, noise):
-            return functional_call(model, params, (u, onehot, noise))
-
-        self.trainer.step(record_loss, (self.u[batch], self.onehot[batch], eps))
+        u, onehot = self.u[batch], self.onehot[batch]
+        self.trainer.step(self.model, lambda: self.model(u, onehot, eps), len(batch))
 
     @torch.no_grad()
     def diagnostics(self) -> dict[str, float]:
@@ -101,7 +96,7 @@ class DPCVAEClient(GenerativeClient):
         eps = torch.randn(len(u), self.config.latent_dim,
                           generator=torch_generator(self.seed, self.tag, "diagnostics", self.client_id))
         terms = self.model.record_terms(u, onehot, eps)
-        return {"reconstruction": float(terms["reconstruction"]), "kl": float(terms["kl"].mean())}
+        return {"reconstruction": float(terms["reconstruction"].mean()), "kl": float(terms["kl"].mean())}
 
 
 def make_server(spec, settings):

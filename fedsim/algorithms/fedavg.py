@@ -37,7 +37,6 @@ from typing import Mapping, Sequence
 import numpy as np
 import torch
 from torch import Tensor, nn
-from torch.func import functional_call
 
 from fedsim.algorithms.base import ClientUpdate, LocalDiagnostics, SharedStateServer, apply_server_step
 from fedsim.algorithms.local_training import LocalDPSGD, load_shared, shared_delta
@@ -89,12 +88,9 @@ class GlobalClassifier:
         return predict_proba(self.model, x)
 
 
-def record_cross_entropy(model: nn.Module):
-    """``ℓ_j(w) = CE(w·x_j + b, y_j)``: the per-record loss of one record."""
-    def loss(params, x, y):
-        logits = functional_call(model, params, (x,))
-        return nn.functional.cross_entropy(logits[None], y[None])
-    return loss
+def record_cross_entropy(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
+    """``ℓ_j(w) = CE(w·x_j + b, y_j)`` for every record of the batch, shape ``(B,)``."""
+    return nn.functional.cross_entropy(model(x), y, reduction="none")
 
 
 class FederatedClassifierClient:
@@ -118,7 +114,6 @@ class FederatedClassifierClient:
         self.local_epochs = schedule.local_epochs
         self.accountant = ClientAccountant(privacy.accountant, privacy.delta)
         self.generator = torch_generator(seed, "fedavg", "steps", data.client_id)
-        self.record_loss = record_cross_entropy(self.model)
 
     def local_round(self, broadcast: Mapping[str, Tensor], round_index: int) -> tuple[ClientUpdate, LocalDiagnostics]:
         load_shared(self.parameters, broadcast)
@@ -128,7 +123,8 @@ class FederatedClassifierClient:
         penalty = self._proximal_term(broadcast) if self.proximal_mu > 0 else None
         for _ in range(trainer.steps_per_round(self.local_epochs)):
             batch = trainer.sample_batch()
-            trainer.step(self.record_loss, (self.x[batch], self.y[batch]), penalty=penalty)
+            x, y = self.x[batch], self.y[batch]
+            trainer.step(self.model, lambda: record_cross_entropy(self.model, x, y), len(batch), penalty=penalty)
         update = ClientUpdate(self.client_id, shared_delta(self.parameters, broadcast), len(self.x))
         return update, LocalDiagnostics(self.client_id, self._diagnostics())
 

@@ -11,9 +11,12 @@ a step is (Abadi et al. 2016, with the fixes of DESIGN.md):
 
 and records ``(σ, q, 1)`` in the client's accountant.  With ε = ∞ the gradient is the
 plain mean over the batch, and the accountant records σ = 0, so the client's ε reads ∞.
-The per-record loss ``ℓ_j`` must depend on record ``j`` only (plus data-independent
-inputs): :func:`fedsim.privacy.dp_sgd.privatized_gradient` computes it per record with
-``torch.func`` and clips it.
+The baselines' models are MLPs, so the clipped sum comes from
+:func:`fedsim.privacy.ghost_clipping.linear_clipped_sum` (per-record norms from layer
+inputs and output gradients, then one backward of ``Σ_j c_j ℓ_j``) without
+materialising per-record gradients.  A step takes ``batch_losses()``: the batch's
+per-record losses ``(ℓ_j)_{j∈B}``, shape ``(|B|,)``, each depending on record ``j``
+only (plus data-independent inputs such as the reparameterisation noise).
 """
 
 from __future__ import annotations
@@ -25,7 +28,8 @@ from torch import Tensor, nn
 
 from fedsim.privacy.accounting import ClientAccountant
 from fedsim.privacy.config import PrivacyConfig
-from fedsim.privacy.dp_sgd import RecordLoss, mean_gradient, privatized_gradient
+from fedsim.privacy.dp_sgd import noisy_average
+from fedsim.privacy.ghost_clipping import linear_clipped_sum
 from fedsim.privacy.plan import DPSGDPlan
 from fedsim.privacy.sampling import poisson_sample
 
@@ -52,23 +56,32 @@ class LocalDPSGD:
         """Indices of one Poisson batch (rate q; may be empty)."""
         return poisson_sample(self.plan.num_records, self.plan.sample_rate, self.generator)
 
-    def gradient(self, record_loss: RecordLoss, records: tuple[Tensor, ...], shared: tuple = ()) -> dict[str, Tensor]:
-        """The privatized (or, with ε = ∞, plain mean) gradient, accounted."""
-        params = {name: p.detach() for name, p in self.parameters.items()}
+    def gradient(self, model: nn.Module, batch_losses: Callable[[], Tensor], batch_size: int) -> dict[str, Tensor]:
+        """The privatized (or, with ε = ∞, plain mean) gradient of the trained parameters
+        for a batch of ``batch_size`` records, accounted."""
+        params = self.parameters
         if self.privacy.private:
-            gradient = privatized_gradient(record_loss, params, records, shared, self.privacy.clip_norm,
-                                           self.plan.noise_multiplier, self.plan.expected_batch_size,
-                                           self.generator)
+            if batch_size == 0:  # an empty Poisson batch still releases noise
+                clipped = {name: torch.zeros_like(p) for name, p in params.items()}
+            else:
+                clipped = linear_clipped_sum(model, params, batch_losses, self.privacy.clip_norm)
+            gradient = noisy_average(clipped, self.privacy.clip_norm, self.plan.noise_multiplier,
+                                     self.plan.expected_batch_size, self.generator)
             self.accountant.record(self.plan.noise_multiplier, self.plan.sample_rate, 1, kind="dp-sgd")
         else:
-            gradient = mean_gradient(record_loss, params, records, shared)
+            if batch_size == 0:
+                gradient = {name: torch.zeros_like(p) for name, p in params.items()}
+            else:
+                names = list(params)
+                grads = torch.autograd.grad(batch_losses().mean(), [params[n] for n in names], allow_unused=True)
+                gradient = {n: torch.zeros_like(params[n]) if g is None else g for n, g in zip(names, grads)}
             self.accountant.record(0.0, self.plan.sample_rate, 1, kind="dp-sgd")  # ε = ∞
         return gradient
 
-    def step(self, record_loss: RecordLoss, records: tuple[Tensor, ...], shared: tuple = (),
+    def step(self, model: nn.Module, batch_losses: Callable[[], Tensor], batch_size: int,
              penalty: Callable[[], Tensor] | None = None) -> None:
         """One step: privatized gradient + ∇(record-free ``penalty``), then the optimizer."""
-        gradient = self.gradient(record_loss, records, shared)
+        gradient = self.gradient(model, batch_losses, batch_size)
         self.optimizer.zero_grad(set_to_none=True)
         if penalty is not None:
             penalty().backward()

@@ -31,10 +31,11 @@ class ConditionalVAE(nn.Module):
         self.decoder = ConditionalGenerator(latent_dim, num_classes, hidden, input_dim, scaling)
 
     def record_terms(self, u: Tensor, onehot: Tensor, eps: Tensor) -> dict[str, Tensor]:
-        """Reconstruction and KL of one record ``u`` (model space), ``onehot``, noise ``eps``."""
+        """Reconstruction and KL of record(s) ``u`` (model space), ``onehot``, noise ``eps``:
+        scalars for one record, shape ``(B,)`` for a batch (each row its own record's)."""
         mu, logvar = self.encoder(u, onehot)
         z = mu + (0.5 * logvar).exp() * eps
-        reconstruction = (u - self.decoder(z, onehot)).pow(2).mean()
+        reconstruction = (u - self.decoder(z, onehot)).pow(2).mean(dim=-1)
         zero = torch.zeros_like(mu)
         return {"reconstruction": reconstruction, "kl": gaussian_kl(mu, logvar, zero, zero)}
 

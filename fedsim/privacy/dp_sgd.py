@@ -88,7 +88,14 @@ def privatized_gradient(
         summed = {name: torch.zeros_like(p) for name, p in params.items()}
     else:
         summed = clipped_sum(per_sample_gradients(record_loss, params, records, shared), clip_norm)
-    noisy = add_gaussian_noise(summed, noise_multiplier * clip_norm, generator)
+    return noisy_average(summed, clip_norm, noise_multiplier, expected_batch_size, generator)
+
+
+def noisy_average(clipped: Mapping[str, Tensor], clip_norm: float, noise_multiplier: float,
+                  expected_batch_size: float, generator: torch.Generator) -> Params:
+    """``(Σ_j clip(∇ℓ_j, C) + N(0, σ²C² I)) / (q·n)``: the Gaussian mechanism on a clipped
+    sum, divided by the expected batch size (module docstring)."""
+    noisy = add_gaussian_noise(clipped, noise_multiplier * clip_norm, generator)
     return {name: g / expected_batch_size for name, g in noisy.items()}
 
 

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
-from torch.func import functional_call
 
 from fedsim.algorithms.local_training import LocalDPSGD, load_shared, shared_delta
 from fedsim.privacy.accounting import ClientAccountant
@@ -30,13 +29,13 @@ def setup(private: bool, noise: float = 0.0, records: int = 8):
     trainer = LocalDPSGD(params, torch.optim.SGD(params.values(), lr=1.0), privacy, plan, accountant,
                          torch.Generator().manual_seed(0))
 
-    def record_loss(p, xi, yi):
-        return nn.functional.cross_entropy(functional_call(model, p, (xi,))[None], yi[None])
-    return model, x, y, trainer, record_loss
+    def batch_losses(xb, yb):
+        return lambda: nn.functional.cross_entropy(model(xb), yb, reduction="none")
+    return model, x, y, trainer, batch_losses
 
 
 def test_private_step_is_the_clipped_mean_plus_record_free_terms():
-    model, x, y, trainer, record_loss = setup(private=True)
+    model, x, y, trainer, batch_losses = setup(private=True)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     expected = {n: torch.zeros_like(p) for n, p in before.items()}
     for i in range(len(x)):  # per-record loop, joint clipping to C = 0.1
@@ -46,7 +45,7 @@ def test_private_step_is_the_clipped_mean_plus_record_free_terms():
         for (name, _), g in zip(model.named_parameters(), grads):
             expected[name] += g * min(1.0, 0.1 / float(norm)) / len(x)
     penalty_weight = 0.3
-    trainer.step(record_loss, (x, y), penalty=lambda: penalty_weight * model.weight.pow(2).sum())
+    trainer.step(model, batch_losses(x, y), len(x), penalty=lambda: penalty_weight * model.weight.pow(2).sum())
     expected["weight"] += 2 * penalty_weight * before["weight"]
     for name, p in model.named_parameters():
         torch.testing.assert_close(before[name] - p.detach(), expected[name], rtol=1e-4, atol=1e-6)
@@ -54,18 +53,18 @@ def test_private_step_is_the_clipped_mean_plus_record_free_terms():
 
 
 def test_non_private_step_is_plain_sgd_and_reads_infinite_epsilon():
-    model, x, y, trainer, record_loss = setup(private=False)
+    model, x, y, trainer, batch_losses = setup(private=False)
     before = [p.detach().clone() for p in model.parameters()]
     grads = torch.autograd.grad(nn.functional.cross_entropy(model(x), y), list(model.parameters()))
-    trainer.step(record_loss, (x, y))
+    trainer.step(model, batch_losses(x, y), len(x))
     for b, g, p in zip(before, grads, model.parameters()):
         torch.testing.assert_close(b - g, p.detach())
     assert math.isinf(trainer.accountant.epsilon())
 
 
 def test_noise_has_std_sigma_c_over_expected_batch():
-    model, x, y, trainer, record_loss = setup(private=True, noise=2.0, records=4)
-    draws = torch.stack([torch.cat([g.flatten() for g in trainer.gradient(record_loss, (x[:0], y[:0])).values()])
+    model, x, y, trainer, batch_losses = setup(private=True, noise=2.0, records=4)
+    draws = torch.stack([torch.cat([g.flatten() for g in trainer.gradient(model, batch_losses(x[:0], y[:0]), 0).values()])
                          for _ in range(400)])
     assert abs(float(draws.std()) - 2.0 * 0.1 / 4) < 0.005
 
