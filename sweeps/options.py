@@ -9,30 +9,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from fedsim.algorithms.dp_cgan import DPCGANConfig
-from fedsim.algorithms.dp_cvae import DPCVAEConfig
-from fedsim.algorithms.fedavg import FedAvgConfig
-from fedsim.algorithms.fedhypevae.config import FedHypeVAEConfig
-from fedsim.algorithms.fedlambda import FedLambdaConfig
-from fedsim.algorithms.fedprox import FedProxConfig
-from fedsim.algorithms.spec import TrainingConfig
-from fedsim.data.federation import DataConfig
+from fedsim.commands.federation_options import FederationOptions
 from fedsim.errors import UserError
-from fedsim.evaluation.downstream import EvaluationConfig
-from fedsim.privacy.config import PrivacyConfig
 
 DEFAULT_OUT = Path("sweeps-out/privacy-utility")
 
-# Fields of RunOptions that are copied into every trial's TrainCommand (when TrainCommand has them).
-BASE_FIELDS = ("data", "privacy", "training", "fedhypevae", "fedavg", "fedprox", "fedlambda", "dp_cvae",
-               "dp_cgan", "evaluation")
-
 
 @dataclass(frozen=True)
-class RunOptions:
+class RunOptions(FederationOptions):
     """Run the privacy–utility sweep (a Ray Tune grid, one federation per trial), then write
     results.parquet, summary.md and the plots under --out.  Rerunning the same command
-    continues an interrupted sweep without rerunning finished trials."""
+    continues an interrupted sweep without rerunning finished trials.  Every trial's
+    federation is built from the --data, --privacy, --training, method and --evaluation
+    options; --epsilons, --alphas and --lambda-* replace the values they name."""
 
     out: Path = DEFAULT_OUT
     """Sweep directory: Tune state (tune/), one run directory per trial (runs/), results.parquet, rounds.parquet, summary.md, plots/."""
@@ -74,27 +63,6 @@ class RunOptions:
     """Retries of a failed trial before it is recorded as errored."""
     progress_interval: float = 30.0
     """Seconds between progress lines (trials done/total, ETA); one is also printed whenever a trial ends."""
-    data: DataConfig = DataConfig()
-    """Dataset, partition and split options of every trial (partition and α come from --alphas)."""
-    privacy: PrivacyConfig = PrivacyConfig()
-    """Differential-privacy options of every trial (ε comes from --epsilons)."""
-    training: TrainingConfig = TrainingConfig()
-    """Federated schedule of every trial."""
-    fedhypevae: FedHypeVAEConfig = FedHypeVAEConfig()
-    """FedHypeVAE options (λ_MMD, λ_v, λ_Lip come from --lambda-mmd, --lambda-v, --lambda-lip)."""
-    fedavg: FedAvgConfig = FedAvgConfig()
-    """FedAvg baseline options."""
-    fedprox: FedProxConfig = FedProxConfig()
-    """FedProx baseline options."""
-    fedlambda: FedLambdaConfig = FedLambdaConfig()
-    """FedLambda baseline options."""
-    dp_cvae: DPCVAEConfig = DPCVAEConfig()
-    """DP-CVAE baseline options."""
-    dp_cgan: DPCGANConfig = DPCGANConfig()
-    """DP-CGAN baseline options."""
-    evaluation: EvaluationConfig = EvaluationConfig()
-    """Downstream evaluation protocol of every trial."""
-
     def execute(self) -> int:
         from sweeps.runner import run_sweep
 
@@ -105,13 +73,11 @@ class RunOptions:
         Tune runs each trial in its own working directory)."""
         from fedsim.commands.train import TrainCommand
 
-        names = {f.name for f in dataclasses.fields(TrainCommand)}
         data = self.data
         path = Path(data.dataset).expanduser()
         if path.suffix.lower() in (".parquet", ".npz") and not path.is_absolute():
             data = dataclasses.replace(data, dataset=str(path.resolve()))
-        values = {name: getattr(self, name) for name in BASE_FIELDS if name in names}
-        values["data"] = data
+        values = {**self.federation_options(), "data": data}
         return dataclasses.replace(TrainCommand(), **values)
 
     def ray_config(self):

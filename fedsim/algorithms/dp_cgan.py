@@ -25,7 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from fedsim.algorithms.base import synthesize
-from fedsim.algorithms.generative import GenerativeClient, GenerativeServer, SyntheticGenerator, expected_batch
+from fedsim.algorithms.generative import GenerativeClient, expected_batch, module_functions
 from fedsim.algorithms.spec import FederationSpec
 from fedsim.models.cgan import ConditionalGAN
 from fedsim.models.conditional import ConditionalGenerator, OutputScaling
@@ -135,18 +135,8 @@ class DPCGANClient(GenerativeClient):
         self.generator_optimizer.load_state_dict(states[1])
 
 
-def make_server(spec, settings):
-    settings.method.validate()
-    return GenerativeServer(spec, DPCGANClient, settings.method, settings.seed)
-
-
-def make_client(data, spec, settings):
-    return DPCGANClient(data, spec, settings.method, settings.privacy, settings.schedule,
-                        settings.evaluation, settings.seed)
-
-
-def synthetic_set(artifact: SyntheticGenerator, size: int, generator):
-    return synthesize(artifact, size, generator)
+make_server, make_client = module_functions(DPCGANClient)
+synthetic_set = synthesize     # labels from the DP label distribution, then the averaged generator
 
 
 __all__ = ["DPCGANClient", "DPCGANConfig", "make_client", "make_server", "synthetic_set"]

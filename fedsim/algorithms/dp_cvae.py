@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import torch
 
 from fedsim.algorithms.base import synthesize
-from fedsim.algorithms.generative import GenerativeClient, GenerativeServer, SyntheticGenerator
+from fedsim.algorithms.generative import GenerativeClient, module_functions
 from fedsim.algorithms.spec import FederationSpec
 from fedsim.models.conditional import ConditionalGenerator, OutputScaling
 from fedsim.models.cvae import ConditionalVAE
@@ -99,18 +99,8 @@ class DPCVAEClient(GenerativeClient):
         return {"reconstruction": float(terms["reconstruction"].mean()), "kl": float(terms["kl"].mean())}
 
 
-def make_server(spec, settings):
-    settings.method.validate()
-    return GenerativeServer(spec, DPCVAEClient, settings.method, settings.seed)
-
-
-def make_client(data, spec, settings):
-    return DPCVAEClient(data, spec, settings.method, settings.privacy, settings.schedule,
-                        settings.evaluation, settings.seed)
-
-
-def synthetic_set(artifact: SyntheticGenerator, size: int, generator):
-    return synthesize(artifact, size, generator)
+make_server, make_client = module_functions(DPCVAEClient)
+synthetic_set = synthesize     # labels from the DP label distribution, then the averaged generator
 
 
 __all__ = ["DPCVAEClient", "DPCVAEConfig", "make_client", "make_server", "synthetic_set"]

@@ -200,6 +200,22 @@ class GenerativeServer(SharedStateServer):
         return SyntheticGenerator(copy.deepcopy(module).eval(), label_distribution(counts))
 
 
+def module_functions(client_class: type[GenerativeClient]):
+    """``make_server`` and ``make_client`` of the registry's module interface for a
+    generative baseline whose client is ``client_class`` (its constructor takes
+    ``(data, spec, method, privacy, schedule, evaluation, seed)``)."""
+
+    def make_server(spec, settings) -> GenerativeServer:
+        settings.method.validate()
+        return GenerativeServer(spec, client_class, settings.method, settings.seed)
+
+    def make_client(data, spec, settings) -> GenerativeClient:
+        return client_class(data, spec, settings.method, settings.privacy, settings.schedule,
+                            settings.evaluation, settings.seed)
+
+    return make_server, make_client
+
+
 def expected_batch(plan) -> int:
     """``max(1, round(q·n))``: a data-independent size for record-free samples."""
     return max(1, int(math.floor(plan.expected_batch_size + 0.5)))

@@ -8,47 +8,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from fedsim.algorithms.dp_cgan import DPCGANConfig
-from fedsim.algorithms.dp_cvae import DPCVAEConfig
-from fedsim.algorithms.fedavg import FedAvgConfig
-from fedsim.algorithms.fedhypevae.config import FedHypeVAEConfig
-from fedsim.algorithms.fedlambda import FedLambdaConfig
-from fedsim.algorithms.fedprox import FedProxConfig
-from fedsim.algorithms.spec import TrainingConfig
 from fedsim.backend import RayConfig
-from fedsim.data.federation import DataConfig
-from fedsim.evaluation.downstream import EvaluationConfig
-from fedsim.privacy.config import PrivacyConfig
+from fedsim.commands.federation_options import FederationOptions
 
 AlgorithmName = Literal["fedhypevae", "fedavg", "fedprox", "fedlambda", "dp-cvae", "dp-cgan"]
 
 
 @dataclass(frozen=True)
-class TrainCommand:
+class TrainCommand(FederationOptions):
     """Train one federation (FedHypeVAE by default) and evaluate it with the downstream protocol."""
 
     algorithm: AlgorithmName = "fedhypevae"
     """Method to run: FedHypeVAE, or a baseline of the paper's Table 1 (FedAvg, FedProx, FedLambda, DP-CVAE, DP-CGAN)."""
-    data: DataConfig = DataConfig()
-    """Dataset, partition and split options."""
-    privacy: PrivacyConfig = PrivacyConfig()
-    """Differential-privacy options (per client, sample level)."""
-    training: TrainingConfig = TrainingConfig()
-    """Federated schedule."""
-    fedhypevae: FedHypeVAEConfig = FedHypeVAEConfig()
-    """FedHypeVAE model, objective and meta-code options."""
-    fedavg: FedAvgConfig = FedAvgConfig()
-    """FedAvg baseline options (global linear classifier)."""
-    fedprox: FedProxConfig = FedProxConfig()
-    """FedProx baseline options (FedAvg with a proximal term)."""
-    fedlambda: FedLambdaConfig = FedLambdaConfig()
-    """FedLambda baseline options (the FedAvg model blended with a local classifier)."""
-    dp_cvae: DPCVAEConfig = DPCVAEConfig()
-    """DP-CVAE baseline options (Di Salvo et al. 2025)."""
-    dp_cgan: DPCGANConfig = DPCGANConfig()
-    """DP-CGAN baseline options (DP discriminator, averaged generators)."""
-    evaluation: EvaluationConfig = EvaluationConfig()
-    """Downstream evaluation protocol."""
     seed: int = 0
     """The run's one seed; every component derives its own generator from it."""
     backend: Literal["ray", "local"] = "ray"
