@@ -22,14 +22,18 @@ are added to the privatized gradient outside clipping.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import Tensor, nn
 
-from fedsim.algorithms.fedhypevae.config import FedHypeVAEConfig
 from fedsim.models.encoder import GaussianEncoder
 from fedsim.models.hypernet import HyperDecoder, Modulation
 from fedsim.models.losses import gaussian_kl, multi_kernel
 from fedsim.models.prior import HyperPrior
+
+if TYPE_CHECKING:  # the config lives with the algorithm; importing it here would be circular
+    from fedsim.algorithms.fedhypevae.config import FedHypeVAEConfig
 
 SHARED_PREFIXES = ("decoder.", "prior.")
 
