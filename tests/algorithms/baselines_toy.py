@@ -1,7 +1,8 @@
-"""A separable toy federation and a one-call runner for the baseline tests."""
+"""A separable toy federation, a one-call runner and shared checks for the baseline tests."""
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 
 import numpy as np
@@ -69,3 +70,15 @@ def label_agreement(artifact, federation, per_class: int = 50) -> float:
 
 def mean(rows, key: str) -> float:
     return float(np.mean([r[key] for r in rows]))
+
+
+def assert_state_dict_round_trip(client, broadcast) -> None:
+    """A client restored from its ``state_dict`` repeats the same round exactly
+    (parameters, optimizer, accountant and random generator all restored)."""
+    state = copy.deepcopy(client.state_dict())
+    expected, _ = client.local_round(broadcast, 1)
+    client.load_state_dict(state)
+    again, _ = client.local_round(broadcast, 1)
+    assert set(expected.delta) == set(again.delta)
+    for name in expected.delta:
+        assert torch.equal(expected.delta[name], again.delta[name])

@@ -3,14 +3,13 @@ the generator as post-processing, ledger."""
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 
 import numpy as np
 import pytest
 import torch
 
-from baselines_toy import label_agreement, run, spec_of, toy_federation
+from baselines_toy import assert_state_dict_round_trip, label_agreement, run, spec_of, toy_federation
 from fedsim.algorithms.dp_cgan import DPCGANClient, DPCGANConfig
 from fedsim.algorithms.spec import TrainingConfig
 from fedsim.evaluation.downstream import EvaluationConfig
@@ -76,9 +75,4 @@ def test_ledger_counts_discriminator_steps_and_label_release(private_run):
 def test_state_dict_round_trip(private_run):
     _, _, pool, server = private_run
     client = pool.clients[2]
-    state = copy.deepcopy(client.state_dict())
-    expected, _ = client.local_round(server.broadcast(), 1)
-    client.load_state_dict(state)
-    again, _ = client.local_round(server.broadcast(), 1)
-    for name in expected.delta:
-        assert torch.equal(expected.delta[name], again.delta[name])
+    assert_state_dict_round_trip(client, server.broadcast())

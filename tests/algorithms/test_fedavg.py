@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from baselines_toy import mean, poison_test, run, toy_federation
+from baselines_toy import assert_state_dict_round_trip, mean, poison_test, run, toy_federation
 from fedsim.algorithms.fedavg import FedAvgConfig
 from fedsim.algorithms.fedlambda import FedLambdaConfig
 from fedsim.algorithms.fedprox import FedProxConfig
@@ -102,10 +102,5 @@ def test_bad_options_are_user_errors():
 def test_state_dict_round_trip(federation):
     _, _, pool, server = run("fedavg", FedAvgConfig(private=True), federation, rounds=1, epsilon=4.0)
     client = pool.clients[1]
-    state = copy.deepcopy(client.state_dict())
-    expected, _ = client.local_round(server.broadcast(), 1)
-    client.load_state_dict(state)
-    again, _ = client.local_round(server.broadcast(), 1)
-    for name in expected.delta:
-        assert torch.equal(expected.delta[name], again.delta[name])
+    assert_state_dict_round_trip(client, server.broadcast())
     assert np.isfinite(client.accountant.epsilon())

@@ -4,8 +4,10 @@ one (``FedHypeVAEClient._step``'s ``functional_call``), and independent referenc
 from __future__ import annotations
 
 import dataclasses
+import warnings
 
 import torch
+from opacus.accountants import PRVAccountant, RDPAccountant
 from torch.func import functional_call
 
 from fedsim.algorithms.fedhypevae.config import FedHypeVAEConfig
@@ -60,3 +62,13 @@ def loop_gradients(model: FedHypeVAEModel, records, shared) -> list[dict[str, to
 def joint_norm(grads: dict[str, torch.Tensor]) -> float:
     """L2 norm of one gradient over all parameters, in float64."""
     return float(torch.sqrt(sum(g.double().pow(2).sum() for g in grads.values())))
+
+
+def opacus_epsilon(history, delta, accountant):
+    """ε of ``history`` ``[(σ, q, steps), ...]`` from a brand-new Opacus RDP or PRV
+    accountant: the independent reference of the accounting tests."""
+    fresh = RDPAccountant() if accountant == "rdp" else PRVAccountant()
+    fresh.history = [(float(s), float(q), int(t)) for s, q, t in history]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return float(fresh.get_epsilon(delta))

@@ -4,10 +4,8 @@ the q = 1 statistics release, with the exact ε of the Gaussian mechanism)."""
 from __future__ import annotations
 
 import math
-import warnings
 
 import pytest
-from opacus.accountants import PRVAccountant, RDPAccountant
 
 from fedsim.privacy.accounting import (
     ClientAccountant,
@@ -17,15 +15,7 @@ from fedsim.privacy.accounting import (
 )
 from fedsim.privacy.config import PrivacyConfig
 from fedsim.privacy.plan import plan_dp_sgd
-
-
-def opacus_epsilon(history, delta, accountant):
-    """ε of ``history`` from a brand-new Opacus accountant (the independent reference)."""
-    fresh = RDPAccountant() if accountant == "rdp" else PRVAccountant()
-    fresh.history = [(float(s), float(q), int(t)) for s, q, t in history]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return float(fresh.get_epsilon(delta))
+from privacy_testkit import opacus_epsilon
 
 
 def gaussian_mechanism_epsilon(sigma: float, delta: float) -> float:

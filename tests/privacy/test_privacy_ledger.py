@@ -6,11 +6,9 @@ from __future__ import annotations
 
 import json
 import math
-import warnings
 
 import numpy as np
 import pytest
-from opacus.accountants import PRVAccountant, RDPAccountant
 
 from fedsim.algorithms.fedhypevae import FedHypeVAEClient, FedHypeVAEServer
 from fedsim.algorithms.spec import FederationSpec, TrainingConfig
@@ -18,7 +16,7 @@ from fedsim.data.federation import ClientData
 from fedsim.evaluation.downstream import EvaluationConfig
 from fedsim.privacy.config import PrivacyConfig
 from fedsim.privacy.ledger import NO_DP_NOTE, PAPER_MODE_NOTE, format_ledger, ledger_to_json
-from privacy_testkit import CLASSES, DIM, TINY
+from privacy_testkit import opacus_epsilon, CLASSES, DIM, TINY
 
 ROUNDS, BATCH = 2, 16
 N_TRAIN = (80, 64)
@@ -49,14 +47,6 @@ def run_clients(privacy: PrivacyConfig, seed: int = 0):
     for client in clients:
         client.release()
     return clients
-
-
-def opacus_epsilon(history, delta, accountant):
-    fresh = RDPAccountant() if accountant == "rdp" else PRVAccountant()
-    fresh.history = [(float(s), float(q), int(t)) for s, q, t in history]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return float(fresh.get_epsilon(delta))
 
 
 @pytest.mark.parametrize("accountant", ["rdp", pytest.param("prv", marks=pytest.mark.slow)])  # PRV: ~15 s
