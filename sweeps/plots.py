@@ -152,10 +152,16 @@ def plot_bacc_vs_epsilon(frame: pd.DataFrame, path: Path) -> Path | None:
         ax.set_title("IID" if label == IID else f"Dirichlet α = {label}")
         ax.set_xlabel("target ε per client")
         ax.grid(alpha=0.3)
+    return _finish(figure, axes, data, "ε", note, path)
+
+
+def _finish(figure, axes, data: pd.DataFrame, versus: str, note: str, path: Path) -> Path:
+    """Shared y label, legend and title (with the seed count and any note) of the
+    balanced-accuracy plots, then save."""
     axes[0].set_ylabel("balanced accuracy (%)")
     axes[0].legend(fontsize=8, loc="best")
     seeds = data["seed"].nunique()
-    figure.suptitle(f"Balanced accuracy vs ε (mean ± std over {seeds} seed{'s' * (seeds > 1)})"
+    figure.suptitle(f"Balanced accuracy vs {versus} (mean ± std over {seeds} seed{'s' * (seeds > 1)})"
                     + (f"\n{note}" if note else ""))
     return _save(figure, path)
 
@@ -185,12 +191,7 @@ def plot_bacc_vs_alpha(frame: pd.DataFrame, path: Path) -> Path | None:
         ax.set_title(f"ε = {'∞' if math.isinf(epsilon) else format(epsilon, 'g')}")
         ax.set_xlabel("Dirichlet α (label skew; IID right-most)")
         ax.grid(alpha=0.3)
-    axes[0].set_ylabel("balanced accuracy (%)")
-    axes[0].legend(fontsize=8, loc="best")
-    seeds = data["seed"].nunique()
-    figure.suptitle(f"Balanced accuracy vs α (mean ± std over {seeds} seed{'s' * (seeds > 1)})"
-                    + (f"\n{note}" if note else ""))
-    return _save(figure, path)
+    return _finish(figure, axes, data, "α", note, path)
 
 
 def heatmap_axes(frame: pd.DataFrame) -> tuple[str, str]:
