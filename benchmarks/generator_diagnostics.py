@@ -3,7 +3,8 @@
 Runs FedHypeVAE (local backend, one seed) on the built-in synthetic dataset for each
 ``--epsilons`` value and prints one Markdown row per run:
 
-- σ and q of DP-SGD (median over clients) and the number of shared+local parameters,
+- q, steps and σ of DP-SGD and σ of the statistics release (medians over clients; σ is
+  the value charged to the accountant) and the number of shared+local parameters,
 - reconstruction MSE (mean over clients) in the first and the last round,
 - test balanced accuracy (mean over clients) of the local probe alone (λ = 1), of the
   probe trained on the synthetic set alone (λ = 0), and of the blend at the λ chosen on
@@ -55,12 +56,15 @@ def synthetic_spread(federation, artifact, per_class: int = 200) -> float:
     return float(np.mean(ratios))
 
 
-def class_means_only(federation, means: np.ndarray, seed: int) -> dict:
+def class_means_only(federation, moments, seed: int) -> dict:
     """Test BACC (mean over clients) of the protocol when each client's synthetic set is
-    the released class mean repeated for each of its train labels."""
+    the released class mean repeated for each of its train labels (classes whose noisy
+    count is too small to be valid are left out, as the meta-code fit leaves them out)."""
+    means, valid = moments.means.numpy(), moments.valid.numpy()
     evaluations = []
     for data in federation.clients:
         labels = np.sort(data.y_train.astype(np.int64))
+        labels = labels[valid[labels]]
         evaluations.append(evaluate_with_synthetic(data, means[labels].astype(np.float32), labels,
                                                    EvaluationConfig().probe, seed))
     lambdas = evaluations[0].lambdas
@@ -84,8 +88,13 @@ def remove_noise(client) -> None:
     client.accountant.record = charge_calibrated
 
 
+def data_config(args: argparse.Namespace) -> DataConfig:
+    """The default federation of the main job, on ``--samples`` synthetic records."""
+    return DataConfig(synthetic=SyntheticConfig(n_samples=args.samples))
+
+
 def diagnose(epsilon: float, args: argparse.Namespace) -> dict:
-    federation = load_federation(DataConfig(synthetic=SyntheticConfig(n_samples=args.samples)), args.seed)
+    federation = load_federation(data_config(args), args.seed)
     spec = FederationSpec(federation.num_clients, federation.num_classes, federation.dim)
     config = FedHypeVAEConfig(lr=args.lr, hidden_dim=args.hidden)
     settings = RunSettings("fedhypevae", config, PrivacyConfig(epsilon=epsilon),
@@ -103,14 +112,16 @@ def diagnose(epsilon: float, args: argparse.Namespace) -> dict:
 
     server.finalize = keep_releases
     result = run_federation(server, pool, settings)
-    means = moments_from_statistics(pooled(released)).means.numpy()
+    moments = moments_from_statistics(pooled(released))
     lambdas = result.evaluations[0].lambdas
     chosen = select_lambdas(result.evaluations, "global")
     records = result.privacy_records
     return {
         "epsilon": epsilon,
-        "sigma": float(np.median([r.noise_multiplier for r in records])) if records else 0.0,
-        "q": float(np.median([r.sample_rate for r in records])) if records else float("nan"),
+        "sigma": float(np.median([r.history[0][0] if r.history else 0.0 for r in records])),
+        "sigma_stats": float(np.median([r.stats_noise_multiplier or 0.0 for r in records])),
+        "steps": float(np.median([r.steps for r in records])),
+        "q": float(np.median([r.sample_rate for r in records])),
         "train_records": float(np.median([len(c.y_train) for c in federation.clients])),
         "parameters": sum(p.numel() for p in FedHypeVAEModel(spec.dim, spec.num_classes, config).parameters()),
         "reconstruction": (result.round_metrics[0]["reconstruction"], result.round_metrics[-1]["reconstruction"]),
@@ -118,7 +129,7 @@ def diagnose(epsilon: float, args: argparse.Namespace) -> dict:
         "synthetic": np.mean([e.test["bacc"][lambdas.index(0.0)] for e in result.evaluations]),
         "chosen": np.mean([e.test["bacc"][i] for e, i in zip(result.evaluations, chosen)]),
         "lambda": lambdas[chosen[0]],
-        "means_only": class_means_only(federation, means, args.seed),
+        "means_only": class_means_only(federation, moments, args.seed),
         "spread": synthetic_spread(federation, result.artifact),
         "seconds": result.seconds,
     }
@@ -136,19 +147,23 @@ def main() -> None:
     parser.add_argument("--clip-only", action="store_true",
                         help="clip at C but add no noise (NOT private: isolates the cost of the noise)")
     args = parser.parse_args()
+    if args.clip_only and math.inf in args.epsilons:
+        parser.error("--clip-only needs finite --epsilons (at ε = inf nothing is clipped)")
     torch.set_num_threads(args.threads)
-    print(f"FedHypeVAE, synthetic dataset ({args.samples} records, 10 clients, α = 0.3), "
-          f"{args.rounds} rounds, lr {args.lr}, hidden {args.hidden}, seed {args.seed}"
+    data = data_config(args)
+    print(f"FedHypeVAE, synthetic dataset ({args.samples} records, {data.num_clients} clients, "
+          f"{data.partition} α = {data.alpha}), {args.rounds} rounds, lr {args.lr}, hidden {args.hidden}, seed {args.seed}"
           + (", CLIP ONLY (no noise, not private)" if args.clip_only else ""))
-    print("| target ε | train records / client | q | σ | parameters | reconstruction first → last "
+    print("Medians over clients: train records, q, steps, σ (DP-SGD, as charged), σ of the statistics release.")
+    print("| target ε | train records | q | steps | σ | σ stats | parameters | reconstruction first → last "
           "| BACC local only | BACC synthetic only | BACC chosen (λ) | class means only: synthetic only "
           "| class means only: chosen (λ) | synthetic spread | s |")
-    print("|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|")
     for epsilon in args.epsilons:
         row = diagnose(epsilon, args)
         first, last = row["reconstruction"]
-        print(f"| {row['epsilon']:g} | {row['train_records']:.0f} | {row['q']:.3f} | {row['sigma']:.2f} "
-              f"| {row['parameters']:,} | {first:.3f} → {last:.3f} | {100 * row['local']:.1f} "
+        print(f"| {row['epsilon']:g} | {row['train_records']:.0f} | {row['q']:.3f} | {row['steps']:.0f} "
+              f"| {row['sigma']:.2f} | {row['sigma_stats']:.2f} | {row['parameters']:,} | {first:.3f} → {last:.3f} | {100 * row['local']:.1f} "
               f"| {100 * row['synthetic']:.1f} | {100 * row['chosen']:.1f} ({row['lambda']:g}) "
               f"| {100 * row['means_only']['synthetic']:.1f} | {100 * row['means_only']['chosen']:.1f} "
               f"({row['means_only']['lambda']:g}) | {row['spread']:.3f} | {row['seconds']:.0f} |", flush=True)
