@@ -56,6 +56,17 @@ def synthetic_spread(federation, artifact, per_class: int = 200) -> float:
     return float(np.mean(ratios))
 
 
+def blend_bacc(evaluations) -> dict:
+    """Mean test BACC over clients of the local probe alone (λ = 1), the synthetic-data
+    probe alone (λ = 0) and the blend at the λ chosen on validation (``global`` rule)."""
+    lambdas = evaluations[0].lambdas
+    chosen = select_lambdas(evaluations, "global")
+    return {"local": np.mean([e.test["bacc"][lambdas.index(1.0)] for e in evaluations]),
+            "synthetic": np.mean([e.test["bacc"][lambdas.index(0.0)] for e in evaluations]),
+            "chosen": np.mean([e.test["bacc"][i] for e, i in zip(evaluations, chosen)]),
+            "lambda": lambdas[chosen[0]]}
+
+
 def class_means_only(federation, moments, seed: int) -> dict:
     """Test BACC (mean over clients) of the protocol when each client's synthetic set is
     the released class mean repeated for each of its train labels (classes whose noisy
@@ -67,11 +78,7 @@ def class_means_only(federation, moments, seed: int) -> dict:
         labels = labels[valid[labels]]
         evaluations.append(evaluate_with_synthetic(data, means[labels].astype(np.float32), labels,
                                                    EvaluationConfig().probe, seed))
-    lambdas = evaluations[0].lambdas
-    chosen = select_lambdas(evaluations, "global")
-    return {"synthetic": np.mean([e.test["bacc"][lambdas.index(0.0)] for e in evaluations]),
-            "chosen": np.mean([e.test["bacc"][i] for e, i in zip(evaluations, chosen)]),
-            "lambda": lambdas[chosen[0]]}
+    return blend_bacc(evaluations)
 
 
 def remove_noise(client) -> None:
@@ -113,8 +120,6 @@ def diagnose(epsilon: float, args: argparse.Namespace) -> dict:
     server.finalize = keep_releases
     result = run_federation(server, pool, settings)
     moments = moments_from_statistics(pooled(released))
-    lambdas = result.evaluations[0].lambdas
-    chosen = select_lambdas(result.evaluations, "global")
     records = result.privacy_records
     return {
         "epsilon": epsilon,
@@ -125,10 +130,7 @@ def diagnose(epsilon: float, args: argparse.Namespace) -> dict:
         "train_records": float(np.median([len(c.y_train) for c in federation.clients])),
         "parameters": sum(p.numel() for p in FedHypeVAEModel(spec.dim, spec.num_classes, config).parameters()),
         "reconstruction": (result.round_metrics[0]["reconstruction"], result.round_metrics[-1]["reconstruction"]),
-        "local": np.mean([e.test["bacc"][lambdas.index(1.0)] for e in result.evaluations]),
-        "synthetic": np.mean([e.test["bacc"][lambdas.index(0.0)] for e in result.evaluations]),
-        "chosen": np.mean([e.test["bacc"][i] for e, i in zip(result.evaluations, chosen)]),
-        "lambda": lambdas[chosen[0]],
+        **blend_bacc(result.evaluations),
         "means_only": class_means_only(federation, moments, args.seed),
         "spread": synthetic_spread(federation, result.artifact),
         "seconds": result.seconds,

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import copy
 import math
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, replace
 from typing import Any, Mapping, Sequence
 
@@ -67,7 +68,7 @@ class SyntheticGenerator:
         return draws.numpy().astype(np.int64)
 
 
-class GenerativeClient:
+class GenerativeClient(ABC):
     """One client of a generative baseline (module docstring)."""
 
     tag = "generative"           # seed tag of the method
@@ -97,24 +98,26 @@ class GenerativeClient:
 
     # --- hooks ------------------------------------------------------------------------
     @staticmethod
+    @abstractmethod
     def build_model(spec: FederationSpec, config: Any) -> nn.Module:
         """The method's whole model (client and server build the same one)."""
-        raise NotImplementedError
 
     @staticmethod
+    @abstractmethod
     def generator_of(model: nn.Module) -> ConditionalGenerator:
         """The submodule the server averages and releases."""
-        raise NotImplementedError
 
     def trained_parameters(self) -> dict[str, nn.Parameter]:
         """Parameters DP-SGD trains (default: all of them, clipped jointly)."""
         return dict(self.model.named_parameters())
 
+    @abstractmethod
     def make_optimizer(self, parameters: list[nn.Parameter]) -> torch.optim.Optimizer:
-        raise NotImplementedError
+        """The client's optimizer over the DP-trained parameters."""
 
+    @abstractmethod
     def local_step(self) -> None:
-        raise NotImplementedError
+        """One local step: a DP-SGD update through ``self.trainer``."""
 
     def diagnostics(self) -> dict[str, float]:
         return {}
