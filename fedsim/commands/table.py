@@ -22,7 +22,7 @@ class TableCommand:
     Rerunning the same command in the same --out skips the runs already finished."""
 
     dataset: str = "synthetic"
-    """Built-in dataset (synthetic, digits, breast-cancer) or path to a .parquet/.npz embedding file."""
+    """Built-in dataset (synthetic, synthetic-organs, digits, breast-cancer) or path to a .parquet/.npz embedding file."""
     methods: tuple[AlgorithmName, ...] = PAPER_METHODS
     """Methods (table rows), in this order."""
     iid: bool = True

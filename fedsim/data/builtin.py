@@ -2,6 +2,10 @@
 
 * ``synthetic``      the DINOv2-like generator of :mod:`fedsim.data.synthetic`
                      (384-d, 11 classes, 10 sites by default),
+* ``synthetic-organs`` the same generator at the paper's scale (:mod:`fedsim.data.organs`):
+                     25,211 records (OrganSMNIST's size), 11 organ-named classes of
+                     fixed sizes, 384-d (``--data.synthetic.dim 768`` for 768-d);
+                     synthetic data, not medical data,
 * ``digits``         scikit-learn's 8×8 handwritten digits (1797 × 64, 10 classes),
                      pixel intensities divided by 16 so that features lie in [0, 1],
 * ``breast-cancer``  scikit-learn's Wisconsin breast cancer data (569 × 30, 2 classes),
@@ -18,10 +22,11 @@ from pathlib import Path
 import numpy as np
 
 from fedsim.data.dataset import EmbeddingDataset
+from fedsim.data.organs import NAME, make_synthetic_organs
 from fedsim.data.synthetic import SyntheticConfig, make_synthetic
 from fedsim.errors import UserError
 
-BUILTIN_DATASETS = ("synthetic", "digits", "breast-cancer")
+BUILTIN_DATASETS = ("synthetic", "synthetic-organs", "digits", "breast-cancer")
 
 
 def _digits() -> EmbeddingDataset:
@@ -57,12 +62,14 @@ def load_dataset(
 ) -> EmbeddingDataset:
     """A built-in dataset by name, or an embedding file (``.parquet``/``.npz``) by path.
 
-    ``seed`` (and ``synthetic``) matter only for ``synthetic``; files and the
-    scikit-learn datasets are fixed.
+    ``seed`` (and ``synthetic``) matter only for ``synthetic`` and
+    ``synthetic-organs``; files and the scikit-learn datasets are fixed.
     """
     name = str(name_or_path).strip()
     if name.lower() == "synthetic":
         return make_synthetic(synthetic, seed)
+    if name.lower() == NAME:
+        return make_synthetic_organs(synthetic, seed)
     if name.lower() == "digits":
         return _digits()
     if name.lower() in ("breast-cancer", "breast_cancer"):

@@ -44,7 +44,7 @@ class DataConfig:
     """Which data, how it is shared among clients, and how each client splits it."""
 
     dataset: str = "synthetic"
-    """Built-in dataset (synthetic, digits, breast-cancer) or path to a .parquet/.npz embedding file."""
+    """Built-in dataset (synthetic, synthetic-organs, digits, breast-cancer) or path to a .parquet/.npz embedding file."""
     partition: Literal["iid", "dirichlet", "site"] = "dirichlet"
     """How records are shared among clients: iid, dirichlet (label skew with --data.alpha), or site (one client per value of the file's site column)."""
     alpha: float = 0.3
@@ -62,7 +62,7 @@ class DataConfig:
     standardize: Literal["none", "pooled-train"] = "none"
     """pooled-train: scale features by the mean/std of all clients' train splits — a simulation convenience NOT covered by DP (test rows never enter the statistics)."""
     synthetic: SyntheticConfig = SyntheticConfig()
-    """Options of the built-in synthetic dataset."""
+    """Options of the built-in synthetic datasets (synthetic-organs fixes n-samples, num-classes and imbalance)."""
 
     def validate(self) -> None:
         """Raise a UserError naming the first invalid option."""

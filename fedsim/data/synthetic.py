@@ -7,6 +7,11 @@ all randomness from one seeded generator):
 
        π_c ∝ exp(−γ · c / (K − 1)),      y_i ~ Categorical(π).
 
+   A preset may instead fix the class sizes exactly (``class_counts`` ``N_c``
+   with ``Σ_c N_c = n``): the labels are then a uniformly random permutation of
+   the multiset holding ``N_c`` copies of each class ``c`` (used by
+   :mod:`fedsim.data.organs`).  Steps 2–5 are the same in both cases.
+
 2. Each site ``s`` has a class mix ``ρ_s ~ Dirichlet(1_K)``; a record of class
    ``c`` is assigned to site ``s`` with probability ``ρ_s(c) / Σ_s' ρ_s'(c)``.
    Sites therefore differ in their class mix, and partitioning by ``site`` is
@@ -106,14 +111,37 @@ def class_prior(num_classes: int, imbalance: float) -> np.ndarray:
     return prior / prior.sum()
 
 
-def make_synthetic(cfg: SyntheticConfig, seed: int) -> EmbeddingDataset:
-    """Generate the synthetic dataset of ``cfg`` (formulas in the module docstring)."""
+def make_synthetic(
+    cfg: SyntheticConfig,
+    seed: int,
+    class_counts: tuple[int, ...] | None = None,
+    class_names: tuple[str, ...] | None = None,
+    name: str = "synthetic",
+    extra_metadata: dict | None = None,
+) -> EmbeddingDataset:
+    """Generate the synthetic dataset of ``cfg`` (formulas in the module docstring).
+
+    ``class_counts`` (one count ≥ 1 per class, summing to ``cfg.n_samples``) fixes
+    the class sizes exactly instead of drawing labels from the prior π (step 1);
+    ``class_names``, ``name`` and ``extra_metadata`` label the result.  Presets
+    such as :mod:`fedsim.data.organs` use them; without them the output is the
+    plain ``synthetic`` dataset.
+    """
     cfg.validate()
-    rng = numpy_rng(seed, "synthetic")
     n, d, k, s, r = cfg.n_samples, cfg.dim, cfg.num_classes, cfg.num_sites, cfg.intrinsic_dim
+    if class_counts is not None and (
+        len(class_counts) != k or min(class_counts) < 1 or sum(class_counts) != n
+    ):
+        raise ValueError(f"class_counts {class_counts} must hold {k} counts ≥ 1 summing to {n}")
+    if class_names is not None and len(class_names) != k:
+        raise ValueError(f"class_names {class_names} must hold {k} names")
+    rng = numpy_rng(seed, "synthetic")
 
     # 1-2. labels and sites
-    y = rng.choice(k, size=n, p=class_prior(k, cfg.imbalance)).astype(np.int64)
+    if class_counts is None:
+        y = rng.choice(k, size=n, p=class_prior(k, cfg.imbalance)).astype(np.int64)
+    else:
+        y = rng.permutation(np.repeat(np.arange(k, dtype=np.int64), class_counts))
     mix = rng.dirichlet(np.ones(k), size=s)  # (S, K): ρ_s
     site_given_class = mix / mix.sum(axis=0, keepdims=True)  # (S, K): p(s | c)
     cdf = np.cumsum(site_given_class[:, y], axis=0)  # (S, n)
@@ -148,7 +176,9 @@ def make_synthetic(cfg: SyntheticConfig, seed: int) -> EmbeddingDataset:
         y=y,
         site=site_names[site_index],
         split=None,
-        class_names=tuple(f"class_{c}" for c in range(k)),
-        name="synthetic",
-        metadata={"generator": "fedsim.data.synthetic", "seed": int(seed), "config": asdict(cfg)},
+        class_names=tuple(class_names) if class_names is not None else tuple(f"class_{c}" for c in range(k)),
+        name=name,
+        metadata={
+            "generator": "fedsim.data.synthetic", "seed": int(seed), "config": asdict(cfg), **(extra_metadata or {})
+        },
     )

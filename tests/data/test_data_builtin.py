@@ -40,11 +40,11 @@ def test_digits_and_breast_cancer_load_offline():
     assert cancer.class_names == ("malignant", "benign")
     np.testing.assert_allclose(cancer.x.mean(axis=0), 0.0, atol=1e-5)
     np.testing.assert_allclose(cancer.x.std(axis=0), 1.0, atol=1e-4)
-    assert BUILTIN_DATASETS == ("synthetic", "digits", "breast-cancer")
+    assert BUILTIN_DATASETS == ("synthetic", "synthetic-organs", "digits", "breast-cancer")
 
 
 def test_unknown_dataset_lists_the_valid_names(tmp_path):
-    with pytest.raises(UserError, match="synthetic, digits, breast-cancer"):
+    with pytest.raises(UserError, match="synthetic, synthetic-organs, digits, breast-cancer"):
         load_dataset("cifar10", seed=0)
     with pytest.raises(UserError, match="does not exist"):
         load_dataset(str(tmp_path / "missing.npz"), seed=0)
