@@ -56,7 +56,16 @@ Other choices:
   ``--data.partition site`` gives the paper's m = 10 clients (≈ 2,500 records
   each on average, with site-dependent class mixes);
 * intrinsic rank, noise, class separation and site shift keep the defaults
-  tuned for ``synthetic`` (same per-record difficulty; more records per class);
+  tuned for ``synthetic``.  Measured (central logistic regression, 80/20
+  stratified split, seeds 0 and 1): 91.1 % and 88.5 % at d = 384, close to the
+  plain ``synthetic`` default's 86–90 %.  At d = 768 with the same options the
+  task is easier (97.2 %, 98.0 %): the noise variance along any direction is
+  σ_noise²/d, so it halves when d doubles.  ``--data.synthetic.noise 5.66``
+  (= 4·√2, the per-direction noise of d = 384) brings it back to 86.3 %, 87.9 %;
+  the preset does not change the noise by itself, so that the option keeps one
+  meaning;
+* generation takes ≈ 1.9 s (d = 384) and ≈ 3.7 s (d = 768) of CPU time on one
+  core, mostly the d × d site maps of step 4 (n·d² multiply-adds);
 * with ``--data.partition dirichlet --data.alpha 0.3`` and 10 clients, a client
   holds 25,211/10 ≈ 2,521 records on average, 64 % of them (≈ 1,613) in its
   train split — the paper's ≈ 1,600 train records per client;
