@@ -97,10 +97,10 @@ def test_release_noise_std_is_sigma_sqrt3_times_1_R_R2():
     x, labels = _data(n=200, d=40, k=10, seed=3)
     sigma, clip, reps = 0.7, 2.0, 300
     exact = class_statistics(x, labels, 10, clip, "diag")
-    noise = SeededNoise(torch.Generator().manual_seed(9))
+    source = SeededNoise(torch.Generator().manual_seed(9))
     noise = {"counts": [], "sums": [], "second": []}
     for _ in range(reps):
-        s = release_class_statistics(x, labels, 10, clip, sigma, "diag", noise)
+        s = release_class_statistics(x, labels, 10, clip, sigma, "diag", source)
         noise["counts"].append(s.counts - exact.counts)
         noise["sums"].append((s.sums - exact.sums).reshape(-1))
         noise["second"].append((s.second_moments - exact.second_moments).reshape(-1))
