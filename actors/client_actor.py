@@ -15,16 +15,21 @@ The class is plain Python (no Ray import), so it can be tested without Ray;
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Any, Sequence
 
+import numpy as np
+import torch
+
 from actors.messages import ClientReport
+from fedsim.algorithms.base import Client
+from fedsim.algorithms.registry import algorithm_module
+from fedsim.checkpoint import load_client_states, recover_client, save_client_states
 
 
 def set_threads(threads: int) -> None:
     """torch intra- and inter-op threads of this worker: its CPU share."""
-    import torch
-
     torch.set_num_threads(max(1, int(threads)))
     try:
         torch.set_num_interop_threads(max(1, int(threads)))
@@ -35,10 +40,6 @@ def set_threads(threads: int) -> None:
 def _private_copy(data):
     """``data`` with writable arrays of its own: arrays fetched from Ray's object store
     are read-only views of shared memory."""
-    import dataclasses
-
-    import numpy as np
-
     if not dataclasses.is_dataclass(data):
         return data
     arrays = {f.name: np.array(getattr(data, f.name)) for f in dataclasses.fields(data)
@@ -50,12 +51,10 @@ class ClientActor:
     """Holds clients ``data`` (a list of :class:`~fedsim.data.federation.ClientData`)."""
 
     def __init__(self, data: Sequence[Any], spec, settings, threads: int = 1) -> None:
-        from fedsim.algorithms.registry import algorithm_module
-
         set_threads(threads)
         module = algorithm_module(settings.algorithm)
         self.settings = settings
-        self.clients = {d.client_id: module.make_client(_private_copy(d), spec, settings) for d in data}
+        self.clients: dict[int, Client] = {d.client_id: module.make_client(_private_copy(d), spec, settings) for d in data}
 
     def ready(self) -> list[int]:
         """The ids this actor hosts (a first call that waits for construction)."""
@@ -68,10 +67,10 @@ class ClientActor:
             started = time.perf_counter()
             client = self.clients[cid]
             update, diagnostics = client.local_round(broadcast, round_index)
-            epsilon = float(client.accountant.epsilon())
+            privacy_state = client.privacy_state
             updates.append(update)
-            reports.append(ClientReport(cid, diagnostics, client.accountant.state_dict(), epsilon,
-                                        time.perf_counter() - started))
+            reports.append(ClientReport(cid, diagnostics, privacy_state.accountant.state_dict(),
+                                        float(privacy_state.epsilon()), time.perf_counter() - started))
         return updates, reports
 
     def release(self, ids: Sequence[int]) -> list[Any]:
@@ -81,36 +80,31 @@ class ClientActor:
         return [self.clients[cid].evaluate(artifact) for cid in ids]
 
     def epsilons(self, ids: Sequence[int]) -> list[float]:
-        return [float(self.clients[cid].accountant.epsilon()) for cid in ids]
+        return [float(self.clients[cid].privacy_state.epsilon()) for cid in ids]
 
     def privacy_records(self, ids: Sequence[int]) -> list[Any]:
         return [self.clients[cid].privacy_record() for cid in ids]
 
     def accountants(self, ids: Sequence[int]) -> list[dict]:
-        return [self.clients[cid].accountant.state_dict() for cid in ids]
+        return [self.clients[cid].privacy_state.accountant.state_dict() for cid in ids]
 
     # --- checkpoints and recovery ----------------------------------------------------
     def save_states(self, directory: str) -> list[dict]:
         """Write this actor's client states into checkpoint ``directory``; return the shard list."""
-        from fedsim.checkpoint import save_client_states
-
         return save_client_states(self.clients, sorted(self.clients), directory)
 
     def load_states(self, directory: str, shards: list[dict]) -> list[int]:
         """Load this actor's client states from checkpoint ``directory``."""
-        from fedsim.checkpoint import load_client_states
-
         return load_client_states(self.clients, directory, shards)
 
     def recover(self, confirmed: dict[int, dict | None], unconfirmed: dict[int, int],
                 round_index: int, restart: int) -> dict[int, tuple[dict, float]]:
         """After a restart: :func:`fedsim.checkpoint.recover_client` for every client;
         returns each client's new accountant state and ε."""
-        from fedsim.checkpoint import recover_client
-
         out = {}
         for cid, client in self.clients.items():
-            recover_client(client, confirmed.get(cid), unconfirmed.get(cid, 0),
-                           self.settings.schedule.local_epochs, self.settings.seed, round_index, restart)
-            out[cid] = (client.accountant.state_dict(), float(client.accountant.epsilon()))
+            recover_client(client, confirmed.get(cid), unconfirmed.get(cid, 0), self.settings.seed,
+                           round_index, restart)
+            privacy_state = client.privacy_state
+            out[cid] = (privacy_state.accountant.state_dict(), float(privacy_state.epsilon()))
         return out

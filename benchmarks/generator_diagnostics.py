@@ -85,14 +85,15 @@ def remove_noise(client) -> None:
     """``--clip-only``: clip at C but add no noise (NOT private).  The accountant is still
     charged with the calibrated σ so that the statistics release keeps its share of ε;
     this only isolates what the noise costs from what clipping costs."""
-    calibrated = client.plan.noise_multiplier
-    client.plan = replace(client.plan, noise_multiplier=0.0)
-    record = client.accountant.record
+    state = client.privacy_state
+    calibrated = state.plan.noise_multiplier
+    state.plan = replace(state.plan, noise_multiplier=0.0)
+    record = state.accountant.record
 
     def charge_calibrated(sigma, sample_rate, steps, kind):
         return record(calibrated if kind == "dp-sgd" else sigma, sample_rate, steps, kind=kind)
 
-    client.accountant.record = charge_calibrated
+    state.accountant.record = charge_calibrated
 
 
 def data_config(args: argparse.Namespace) -> DataConfig:

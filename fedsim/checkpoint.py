@@ -28,12 +28,14 @@ not confirmed (the round in which the actor died, and any round it was late for)
 the ledger errs on the side of more ε.  The client's noise generator is then re-seeded
 from a fresh stream: re-running rounds from old generator states on a new broadcast
 would reuse noise already released, and two outputs with the same noise would reveal
-their noiseless difference.
+their noiseless difference.  Recovery touches the client's privacy state only
+(:attr:`~fedsim.algorithms.base.Client.privacy_state`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import random
 import shutil
@@ -46,12 +48,17 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import torch
 
+from fedsim.algorithms.base import Client
 from fedsim.errors import UserError
 from fedsim.io_utils import atomic_path, write_json_atomic
+from fedsim.privacy.accounting import ClientAccountant
+from fedsim.privacy.dp_trainer import record_dp_sgd_steps
+from fedsim.seeding import torch_generator
+from fedsim.simulation import RunResult, run_federation
 
 CHECKPOINTS = "checkpoints"
 SHARD_SIZE = 256
-FORMAT = 1
+FORMAT = 2  # 2: client states hold a privacy_state (accountant and noise stream)
 # TrainCommand fields that change how a run executes, not what it computes
 RUNTIME_FIELDS = ("backend", "ray", "threads", "progress", "out", "resume", "checkpoint_every")
 
@@ -86,46 +93,26 @@ def load_client_states(clients: Mapping[int, Any], directory: str | Path, shards
     return loaded
 
 
-def accountant_state(client) -> dict:
-    """The client's privacy accountant as a small dict (ledger data, nothing private)."""
-    return client.accountant.state_dict()
-
-
-def round_charge(client, local_epochs: int) -> tuple[float, float, int] | None:
-    """``(σ, q, steps)`` of one full local round of ``client`` (None without DP): the
-    ``local_epochs × ⌈n/B⌉`` DP-SGD steps its plan was calibrated for."""
-    privacy, plan = getattr(client, "privacy", None), getattr(client, "plan", None)
-    if plan is None or privacy is None:
-        raise RuntimeError(f"client {client.client_id} ({type(client).__name__}) has no DP plan; "
-                           "fault recovery cannot charge its lost rounds")
-    if not privacy.private:
-        return None
-    return plan.noise_multiplier, plan.sample_rate, local_epochs * plan.steps_per_epoch
-
-
-def recover_client(client, confirmed: dict | None, unconfirmed_rounds: int, local_epochs: int,
-                   seed: int, round_index: int, restart: int) -> None:
+def recover_client(client: Client, confirmed: dict | None, unconfirmed_rounds: int, seed: int,
+                   round_index: int, restart: int) -> None:
     """Fix a client just restored from a checkpoint after its worker died (module docstring).
 
     ``confirmed`` is the accountant state it reported after its last completed round
     (None if it completed none since it was built); ``unconfirmed_rounds`` the rounds it
-    started without confirming.  The accountant object is updated in place (trainers
-    hold references to it)."""
-    from fedsim.privacy.accounting import ClientAccountant
-    from fedsim.seeding import torch_generator
-
-    accountant = client.accountant
+    started without confirming, each charged as a full round
+    (:meth:`~fedsim.privacy.state.PrivacyState.round_charge`).  The accountant object is
+    updated in place (its holders see the change)."""
+    state = client.privacy_state
+    accountant = state.accountant
     if confirmed is not None:
         reported = ClientAccountant.from_state_dict(confirmed)
-        if reported.steps(False) >= accountant.steps(False):
+        if reported.mechanism_runs() >= accountant.mechanism_runs():
             accountant.history[:] = reported.history
             accountant.kinds[:] = reported.kinds
-    charge = round_charge(client, local_epochs)
-    if charge is not None and unconfirmed_rounds > 0:
-        sigma, rate, steps = charge
-        accountant.record(sigma, rate, steps * unconfirmed_rounds, kind="dp-sgd")
+    if state.round_charge() is not None and unconfirmed_rounds > 0:
+        record_dp_sgd_steps(state, state.steps_per_round() * unconfirmed_rounds)
     fresh = torch_generator(seed, "recovery", client.client_id, round_index, restart)
-    client.generator.manual_seed(int(torch.randint(0, 2**62, (1,), generator=fresh)))
+    state.noise.reseed(int(torch.randint(0, 2**62, (1,), generator=fresh)))
 
 
 # --- the run's checkpoints ---------------------------------------------------------------
@@ -190,8 +177,6 @@ def write_checkpoint(run_dir: str | Path, rounds_done: int, server, pool, round_
 
 def load_checkpoint(run_dir: str | Path) -> Checkpoint:
     """The latest checkpoint of ``run_dir``; a UserError if there is none."""
-    import json
-
     root = checkpoint_root(run_dir)
     latest = root / "latest.json"
     if not latest.is_file():
@@ -233,8 +218,6 @@ def run_with_checkpoints(server, pool, settings, *, run_dir: str | Path | None, 
                          on_round: Callable[[dict], None] | None = None):
     """:func:`~fedsim.simulation.run_federation`, resumed from ``run_dir``'s latest
     checkpoint when ``resume``, writing checkpoints every ``every`` rounds (0 = never)."""
-    from fedsim.simulation import RunResult, run_federation
-
     start, result, seconds_before = 0, None, 0.0
     if resume:
         checkpoint = load_checkpoint(run_dir)

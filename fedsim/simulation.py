@@ -14,7 +14,7 @@ from typing import Any, Callable, Protocol, Sequence
 
 import numpy as np
 
-from fedsim.algorithms.base import ClientUpdate, LocalDiagnostics
+from fedsim.algorithms.base import Client, ClientUpdate, LocalDiagnostics
 from fedsim.algorithms.registry import RunSettings, algorithm_module
 from fedsim.algorithms.spec import FederationSpec
 from fedsim.evaluation.blend import ClientEvaluation
@@ -40,7 +40,8 @@ class LocalClientPool:
 
     def __init__(self, federation, spec: FederationSpec, settings: RunSettings) -> None:
         module = algorithm_module(settings.algorithm)
-        self.clients = {c.client_id: module.make_client(c, spec, settings) for c in federation.clients}
+        self.clients: dict[int, Client] = {c.client_id: module.make_client(c, spec, settings)
+                                           for c in federation.clients}
         self.client_ids = sorted(self.clients)
 
     def local_round(self, ids, broadcast, round_index):
@@ -53,20 +54,20 @@ class LocalClientPool:
         return [self.clients[i].evaluate(artifact) for i in ids]
 
     def epsilons(self, ids):
-        return [self.clients[i].accountant.epsilon() for i in ids]
+        return [self.clients[i].privacy_state.epsilon() for i in ids]
 
     def privacy_records(self, ids):
         return [self.clients[i].privacy_record() for i in ids]
 
     def save_states(self, directory):
         """Write every client's state into checkpoint ``directory``; return the shard list."""
-        from fedsim.checkpoint import save_client_states
+        from fedsim.checkpoint import save_client_states  # not at the top: it imports this module
 
         return save_client_states(self.clients, self.client_ids, directory)
 
     def load_states(self, directory, shards):
         """Load every client's state from checkpoint ``directory``."""
-        from fedsim.checkpoint import load_client_states
+        from fedsim.checkpoint import load_client_states  # not at the top: it imports this module
 
         load_client_states(self.clients, directory, shards)
 

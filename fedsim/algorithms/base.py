@@ -22,8 +22,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Protocol, Sequence
 
+import numpy as np
 import torch
 from torch import Tensor
+
+from fedsim.privacy.state import PrivacyState
 
 # top-level names of client-private state: an update may never carry them
 PRIVATE_TOP_LEVEL = frozenset({"encoder", "client_code", "x", "y", "data", "embeddings"})
@@ -93,8 +96,6 @@ def synthesize(artifact: Any, size: int, generator: torch.Generator) -> tuple[An
     """A labelled synthetic set of ``size`` records from any generator artifact with
     ``sample_labels(size, generator)`` (labels from its DP label distribution) and
     ``sample(labels, generator)``; labels sorted."""
-    import numpy as np
-
     labels = np.sort(artifact.sample_labels(size, generator))
     return artifact.sample(labels, generator), labels
 
@@ -115,9 +116,17 @@ class SharedStateServer:
 
 
 class Client(Protocol):
-    """What a runtime may ask of a client (state stays inside)."""
+    """What a runtime may ask of a client (state stays inside).
+
+    ``privacy_state`` is the only part of a client's state the runtime reads or changes
+    directly: ε for the round metrics, the accountant for the reports of the Ray
+    runtime, and its accountant and noise stream when a lost worker's clients are
+    recovered (:func:`fedsim.checkpoint.recover_client`)."""
 
     client_id: int
+
+    @property
+    def privacy_state(self) -> PrivacyState: ...
 
     def local_round(self, broadcast: Mapping[str, Tensor], round_index: int) -> tuple[ClientUpdate, LocalDiagnostics]: ...
     def release(self) -> Any: ...

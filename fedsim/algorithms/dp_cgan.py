@@ -27,8 +27,10 @@ from torch import Tensor, nn
 from fedsim.algorithms.base import synthesize
 from fedsim.algorithms.generative import GenerativeClient, expected_batch, module_functions
 from fedsim.algorithms.spec import FederationSpec
+from fedsim.errors import UserError
 from fedsim.models.cgan import ConditionalGAN
 from fedsim.models.conditional import ConditionalGenerator, OutputScaling
+from fedsim.privacy.clipped_sums import RecordBatch
 from fedsim.privacy.labels import label_distribution
 from fedsim.seeding import torch_generator
 
@@ -55,8 +57,6 @@ class DPCGANConfig:
     """Data-independent feature scaling of the generator output (the discriminator sees the same space)."""
 
     def validate(self) -> None:
-        from fedsim.errors import UserError
-
         if self.latent_dim < 1 or self.batch_size < 1:
             raise UserError(f"--dp-cgan.latent-dim and --dp-cgan.batch-size must be >= 1, got "
                             f"{self.latent_dim} and {self.batch_size}.")
@@ -77,7 +77,7 @@ class DPCGANClient(GenerativeClient):
         self.generator_optimizer = torch.optim.Adam(self.model.generator.parameters(), lr=self.config.lr,
                                                     betas=(self.config.beta1, self.config.beta2))
         self.fake_labels = label_distribution(self.label_counts)  # DP: post-processing
-        self.fake_batch = expected_batch(self.plan)
+        self.fake_batch = expected_batch(self.privacy_state.plan)
 
     @staticmethod
     def build_model(spec: FederationSpec, config: DPCGANConfig) -> ConditionalGAN:
@@ -97,19 +97,19 @@ class DPCGANClient(GenerativeClient):
 
     def _fake_conditions(self) -> tuple[Tensor, Tensor]:
         """Noise z and one-hot labels ỹ ~ the DP label distribution (data-independent)."""
-        labels = torch.multinomial(self.fake_labels, self.fake_batch, replacement=True, generator=self.generator)
-        z = torch.randn(self.fake_batch, self.config.latent_dim, generator=self.generator)
+        labels = torch.multinomial(self.fake_labels, self.fake_batch, replacement=True, generator=self.rng)
+        z = torch.randn(self.fake_batch, self.config.latent_dim, generator=self.rng)
         return z, nn.functional.one_hot(labels, self.onehot.shape[1]).float()
 
     def local_step(self) -> None:
+        """The discriminator's DP-SGD step (real part clipped, fake part outside clipping),
+        then the generator's step, which reads no record (module docstring)."""
         model = self.model
         batch = self.trainer.sample_batch()
         z, fake_onehot = self._fake_conditions()
         with torch.no_grad():
             fake = model.generator(z, fake_onehot)
-
-        u, onehot = self.u[batch], self.onehot[batch]
-        self.trainer.step(model, lambda: model(u, onehot), len(batch),
+        self.trainer.step(RecordBatch((self.u[batch], self.onehot[batch])),
                           penalty=lambda: model.fake_loss(fake, fake_onehot))
         z, fake_onehot = self._fake_conditions()
         self.generator_optimizer.zero_grad(set_to_none=True)
@@ -121,8 +121,8 @@ class DPCGANClient(GenerativeClient):
         """Simulator-side discriminator and generator losses on a fixed subset of records."""
         rows = self.diagnostic_records()
         u, onehot = self.u[rows], self.onehot[rows]
-        generator = torch_generator(self.seed, self.tag, "diagnostics", self.client_id)
-        z = torch.randn(len(u), self.config.latent_dim, generator=generator)
+        rng = torch_generator(self.seed, self.tag, "diagnostics", self.client_id)
+        z = torch.randn(len(u), self.config.latent_dim, generator=rng)
         fake = self.model.generator(z, onehot)
         return {"d_loss": float(self.model(u, onehot).mean() + self.model.fake_loss(fake, onehot)),
                 "g_loss": float(self.model.generator_loss(z, onehot))}

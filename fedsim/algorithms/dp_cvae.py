@@ -17,7 +17,7 @@ code fixed (DESIGN.md):
   the same downstream accuracy within 0.3 points and the same MMD².
 
 Shared machinery: :mod:`fedsim.algorithms.generative` (client/server/artifact, DP label
-counts) and :mod:`fedsim.algorithms.local_training` (the DP-SGD step).
+counts) and :class:`fedsim.privacy.dp_trainer.DPTrainer` (the DP-SGD step, ghost clipping).
 """
 
 from __future__ import annotations
@@ -29,8 +29,10 @@ import torch
 from fedsim.algorithms.base import synthesize
 from fedsim.algorithms.generative import GenerativeClient, module_functions
 from fedsim.algorithms.spec import FederationSpec
+from fedsim.errors import UserError
 from fedsim.models.conditional import ConditionalGenerator, OutputScaling
 from fedsim.models.cvae import ConditionalVAE
+from fedsim.privacy.clipped_sums import RecordBatch
 from fedsim.seeding import torch_generator
 
 
@@ -54,8 +56,6 @@ class DPCVAEConfig:
     """Data-independent feature scaling of the decoder output."""
 
     def validate(self) -> None:
-        from fedsim.errors import UserError
-
         for name in ("hidden_dim", "hidden_layers", "latent_dim", "batch_size"):
             if getattr(self, name) < 1:
                 raise UserError(f"--dp-cvae.{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}.")
@@ -83,10 +83,10 @@ class DPCVAEClient(GenerativeClient):
         return torch.optim.Adam(parameters, lr=self.config.lr)
 
     def local_step(self) -> None:
+        """One DP-SGD step on the CVAE loss ``model(u, onehot, ε)`` of a Poisson batch."""
         batch = self.trainer.sample_batch()
-        eps = torch.randn(len(batch), self.config.latent_dim, generator=self.generator)
-        u, onehot = self.u[batch], self.onehot[batch]
-        self.trainer.step(self.model, lambda: self.model(u, onehot, eps), len(batch))
+        eps = torch.randn(len(batch), self.config.latent_dim, generator=self.rng)
+        self.trainer.step(RecordBatch((self.u[batch], self.onehot[batch], eps)))
 
     @torch.no_grad()
     def diagnostics(self) -> dict[str, float]:

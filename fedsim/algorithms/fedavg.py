@@ -23,8 +23,9 @@ in proportion.
 Privacy: the paper's table releases FedAvg/FedProx updates without DP, so the
 default (``private=False``) runs with ε = ∞ whatever ``--privacy.epsilon`` says and
 the ledger reads ``epsilon inf / mode none``.  With ``private=True`` every local
-step is the shared DP-SGD step (Poisson batches, joint clipping, σ calibrated for the
-steps really run) and the ledger reports the accountant's ε.
+step is the shared DP-SGD step (:class:`~fedsim.privacy.dp_trainer.DPTrainer` with ghost
+clipping: Poisson batches, joint clipping, σ calibrated for the steps really run) and
+the ledger reports the accountant's ε.
 """
 
 from __future__ import annotations
@@ -39,16 +40,19 @@ import torch
 from torch import Tensor, nn
 
 from fedsim.algorithms.base import ClientUpdate, LocalDiagnostics, SharedStateServer, apply_server_step
-from fedsim.algorithms.local_training import LocalDPSGD, load_shared, shared_delta
 from fedsim.algorithms.spec import FederationSpec, TrainingConfig
+from fedsim.errors import UserError
 from fedsim.evaluation.blend import ClientEvaluation
 from fedsim.evaluation.classifier import predict_proba
 from fedsim.evaluation.downstream import EvaluationConfig, evaluate_global_only, evaluate_with_global_model
 from fedsim.models.init import seeded
-from fedsim.privacy.accounting import ClientAccountant
+from fedsim.privacy.clipped_sums import GhostClippedSum, RecordBatch
 from fedsim.privacy.config import PrivacyConfig
+from fedsim.privacy.dp_trainer import DPTrainer
 from fedsim.privacy.ledger import ClientPrivacyRecord, privacy_record
+from fedsim.privacy.noise import SeededNoise
 from fedsim.privacy.plan import plan_dp_sgd
+from fedsim.privacy.state import PrivacyState
 from fedsim.seeding import torch_generator
 
 DIAGNOSTIC_RECORDS = 256
@@ -70,8 +74,6 @@ class FedAvgConfig:
     """Train with DP-SGD under --privacy.* (False: no DP, as in the paper's table; the ledger says epsilon inf)."""
 
     def validate(self, option: str = "fedavg") -> None:
-        from fedsim.errors import UserError
-
         if not (self.lr > 0 and 0 <= self.momentum < 1 and self.weight_decay >= 0 and self.batch_size >= 1):
             raise UserError(f"--{option}.* needs lr > 0, momentum in [0, 1), weight-decay >= 0 and "
                             f"batch-size >= 1; got {self.lr}, {self.momentum}, {self.weight_decay}, "
@@ -102,31 +104,40 @@ class FederatedClassifierClient:
         self.client_id = data.client_id
         self.data, self.config, self.evaluation, self.seed = data, config, evaluation, seed
         self.proximal_mu, self.blend = proximal_mu, blend
-        self.privacy = replace(privacy, privacy_mode="strict") if config.private else replace(
-            privacy, epsilon=math.inf)
+        privacy = replace(privacy, privacy_mode="strict") if config.private else replace(privacy, epsilon=math.inf)
         with seeded(seed, "fedavg", "client", data.client_id):
             self.model = nn.Linear(spec.dim, spec.num_classes)
         self.parameters = dict(self.model.named_parameters())
         self.x = torch.as_tensor(data.x_train, dtype=torch.float32)
         self.y = torch.as_tensor(data.y_train, dtype=torch.long)
-        self.plan = plan_dp_sgd(len(self.x), config.batch_size, schedule.rounds, schedule.local_epochs,
-                                self.privacy)
-        self.local_epochs = schedule.local_epochs
-        self.accountant = ClientAccountant(privacy.accountant, privacy.delta)
-        self.generator = torch_generator(seed, "fedavg", "steps", data.client_id)
+        plan = plan_dp_sgd(len(self.x), config.batch_size, schedule.rounds, schedule.local_epochs, privacy)
+        noise = SeededNoise(torch_generator(seed, "fedavg", "steps", data.client_id))
+        self.trainer = DPTrainer(self.parameters, GhostClippedSum(self.model, self._record_losses),
+                                 self._round_optimizer(), PrivacyState.fresh(privacy, plan, schedule.local_epochs, noise))
+
+    @property
+    def privacy_state(self) -> PrivacyState:
+        return self.trainer.privacy_state
+
+    def _record_losses(self, x: Tensor, y: Tensor) -> Tensor:
+        return record_cross_entropy(self.model, x, y)
+
+    def _round_optimizer(self) -> torch.optim.Optimizer:
+        """SGD with fresh momentum (a new one every round)."""
+        return torch.optim.SGD(self.parameters.values(), lr=self.config.lr, momentum=self.config.momentum,
+                               weight_decay=self.config.weight_decay)
 
     def local_round(self, broadcast: Mapping[str, Tensor], round_index: int) -> tuple[ClientUpdate, LocalDiagnostics]:
-        load_shared(self.parameters, broadcast)
-        optimizer = torch.optim.SGD(self.parameters.values(), lr=self.config.lr,
-                                    momentum=self.config.momentum, weight_decay=self.config.weight_decay)
-        trainer = LocalDPSGD(self.parameters, optimizer, self.privacy, self.plan, self.accountant, self.generator)
+        trainer = self.trainer
+        trainer.optimizer = self._round_optimizer()
         penalty = self._proximal_term(broadcast) if self.proximal_mu > 0 else None
-        for _ in range(trainer.steps_per_round(self.local_epochs)):
+
+        def local_step() -> None:
             batch = trainer.sample_batch()
-            x, y = self.x[batch], self.y[batch]
-            trainer.step(self.model, lambda: record_cross_entropy(self.model, x, y), len(batch), penalty=penalty)
-        update = ClientUpdate(self.client_id, shared_delta(self.parameters, broadcast), len(self.x))
-        return update, LocalDiagnostics(self.client_id, self._diagnostics())
+            trainer.step(RecordBatch((self.x[batch], self.y[batch])), penalty=penalty)
+
+        delta = trainer.run_round(self.parameters, broadcast, local_step)
+        return ClientUpdate(self.client_id, delta, len(self.x)), LocalDiagnostics(self.client_id, self._diagnostics())
 
     def _proximal_term(self, broadcast: Mapping[str, Tensor]):
         """FedProx: ``(μ/2) Σ ‖w − w_global‖²`` (touches no record)."""
@@ -153,16 +164,14 @@ class FederatedClassifierClient:
         return evaluate_global_only(self.data, artifact.probabilities)
 
     def privacy_record(self) -> ClientPrivacyRecord:
-        return privacy_record(self.client_id, self.privacy, self.plan, self.accountant, None, None)
+        return privacy_record(self.client_id, self.privacy_state, None, None)
 
     def state_dict(self) -> dict:
-        return {"model": self.model.state_dict(), "accountant": self.accountant.state_dict(),
-                "generator": self.generator.get_state()}
+        return {"model": self.model.state_dict(), "privacy_state": self.privacy_state.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
-        self.accountant = ClientAccountant.from_state_dict(state["accountant"])
-        self.generator.set_state(state["generator"])
+        self.privacy_state.load_state_dict(state["privacy_state"])
 
 
 class FederatedClassifierServer(SharedStateServer):

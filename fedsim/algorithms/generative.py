@@ -5,9 +5,9 @@ the released artifact (the averaged generator and a DP label distribution).
 
 Privacy, per client (sample-level, DESIGN.md):
 
-* DP-SGD on every parameter the client trains on data (:class:`~fedsim.algorithms.local_training.LocalDPSGD`),
-  σ calibrated by :func:`~fedsim.privacy.plan.plan_dp_sgd` for the steps really run,
-  with the share ``1 − stats_epsilon_fraction`` of ε;
+* DP-SGD on every parameter the client trains on data (:class:`~fedsim.privacy.dp_trainer.DPTrainer`
+  with ghost clipping), σ calibrated by :func:`~fedsim.privacy.plan.plan_dp_sgd` for the
+  steps really run, with the share ``1 − stats_epsilon_fraction`` of ε;
 * one release of the client's class counts (:mod:`fedsim.privacy.labels`), made when
   the client is created, with the smallest noise that keeps the composed ε ≤ the target.
   The DP label distribution it gives is public: DP-CGAN draws its generator's labels
@@ -33,17 +33,20 @@ import torch
 from torch import Tensor, nn
 
 from fedsim.algorithms.base import ClientUpdate, LocalDiagnostics, SharedStateServer, apply_server_step
-from fedsim.algorithms.local_training import LocalDPSGD, load_shared, shared_delta
 from fedsim.algorithms.spec import FederationSpec, TrainingConfig
 from fedsim.evaluation.blend import ClientEvaluation
 from fedsim.evaluation.downstream import EvaluationConfig, evaluate_generator
 from fedsim.models.conditional import ConditionalGenerator
 from fedsim.models.init import seeded
-from fedsim.privacy.accounting import ClientAccountant, calibrate_release_noise
+from fedsim.privacy.accounting import calibrate_release_noise
+from fedsim.privacy.clipped_sums import GhostClippedSum
 from fedsim.privacy.config import PrivacyConfig
+from fedsim.privacy.dp_trainer import DPTrainer
 from fedsim.privacy.labels import label_distribution, release_label_counts
 from fedsim.privacy.ledger import ClientPrivacyRecord, privacy_record
-from fedsim.privacy.plan import plan_dp_sgd
+from fedsim.privacy.noise import SeededNoise
+from fedsim.privacy.plan import DPSGDPlan, plan_dp_sgd
+from fedsim.privacy.state import PrivacyState
 from fedsim.seeding import torch_generator
 
 DIAGNOSTIC_RECORDS = 256
@@ -57,14 +60,14 @@ class SyntheticGenerator:
     generator: ConditionalGenerator
     label_distribution: Tensor
 
-    def sample(self, labels: np.ndarray | Tensor, generator: torch.Generator) -> np.ndarray:
-        """``x̂ = G(z, y)`` with ``z ~ N(0, I)`` for every label, in data space."""
+    def sample(self, labels: np.ndarray | Tensor, rng: torch.Generator) -> np.ndarray:
+        """``x̂ = G(z, y)`` with ``z ~ N(0, I)`` (drawn from ``rng``) for every label, in data space."""
         labels = torch.as_tensor(np.asarray(labels), dtype=torch.long)
-        return self.generator.generate(labels, generator).numpy().astype(np.float32)
+        return self.generator.generate(labels, rng).numpy().astype(np.float32)
 
-    def sample_labels(self, size: int, generator: torch.Generator) -> np.ndarray:
+    def sample_labels(self, size: int, rng: torch.Generator) -> np.ndarray:
         """Labels drawn from the DP label distribution."""
-        draws = torch.multinomial(self.label_distribution, size, replacement=True, generator=generator)
+        draws = torch.multinomial(self.label_distribution, size, replacement=True, generator=rng)
         return draws.numpy().astype(np.int64)
 
 
@@ -78,23 +81,29 @@ class GenerativeClient(ABC):
                  schedule: TrainingConfig, evaluation: EvaluationConfig, seed: int) -> None:
         self.client_id = data.client_id
         self.data, self.config, self.evaluation, self.seed = data, config, evaluation, seed
-        self.privacy = replace(privacy, privacy_mode="strict")  # no local state outside DP
-        self.local_epochs = schedule.local_epochs
+        privacy = replace(privacy, privacy_mode="strict")  # no local state outside DP
         with seeded(seed, self.tag, "client", data.client_id):
             self.model = self.build_model(spec, config)
         scaler = self.generator_of(self.model).scaler
         self.u = scaler.to_model(torch.as_tensor(data.x_train, dtype=torch.float32))
         self.labels = torch.as_tensor(data.y_train, dtype=torch.long)
         self.onehot = nn.functional.one_hot(self.labels, spec.num_classes).float()
-        self.plan = plan_dp_sgd(len(self.u), config.batch_size, schedule.rounds, schedule.local_epochs,
-                                self.privacy, 1.0 - privacy.stats_epsilon_fraction)
-        self.accountant = ClientAccountant(privacy.accountant, privacy.delta)
-        self.generator = torch_generator(seed, self.tag, "steps", data.client_id)
+        plan = plan_dp_sgd(len(self.u), config.batch_size, schedule.rounds, schedule.local_epochs,
+                           privacy, 1.0 - privacy.stats_epsilon_fraction)
+        # data-independent model randomness (reparameterisation noise, fake labels); with
+        # seeded noise it is also the DP-SGD noise stream, so all draws keep one order
+        self.rng = torch_generator(seed, self.tag, "steps", data.client_id)
+        privacy_state = PrivacyState.fresh(privacy, plan, schedule.local_epochs, SeededNoise(self.rng))
         self.shared = {n: p for n, p in self.model.named_parameters() if n.startswith(self.shared_prefix)}
         trained = self.trained_parameters()
-        self.trainer = LocalDPSGD(trained, self.make_optimizer(list(trained.values())), self.privacy,
-                                  self.plan, self.accountant, self.generator)
+        self.trainer = DPTrainer(trained, GhostClippedSum(self.model), self.make_optimizer(list(trained.values())),
+                                 privacy_state)
         self.label_noise_multiplier, self.label_counts = self._release_label_counts(spec.num_classes)
+
+    @property
+    def privacy_state(self) -> PrivacyState:
+        """The client's privacy configuration, plan, accountant and noise (held by its trainer)."""
+        return self.trainer.privacy_state
 
     # --- hooks ------------------------------------------------------------------------
     @staticmethod
@@ -117,7 +126,7 @@ class GenerativeClient(ABC):
 
     @abstractmethod
     def local_step(self) -> None:
-        """One local step: a DP-SGD update through ``self.trainer``."""
+        """One local step: a DP-SGD update through ``self.trainer.step``."""
 
     def diagnostics(self) -> dict[str, float]:
         return {}
@@ -125,22 +134,20 @@ class GenerativeClient(ABC):
     # --- protocol -----------------------------------------------------------------------
     def _release_label_counts(self, num_classes: int) -> tuple[float | None, Tensor]:
         """Noisy class counts (module docstring); σ composes with the planned DP-SGD."""
-        generator = torch_generator(self.seed, self.tag, "label-counts", self.client_id)
-        if not self.privacy.private:
-            return None, release_label_counts(self.labels, num_classes, 0.0, generator)
-        planned = [(self.plan.noise_multiplier, self.plan.sample_rate, self.plan.total_steps)]
-        sigma = calibrate_release_noise(planned, self.privacy.epsilon, self.privacy.delta,
-                                        self.privacy.accountant)
-        counts = release_label_counts(self.labels, num_classes, sigma, generator)
-        self.accountant.record(sigma, 1.0, 1, kind="release")
+        noise = SeededNoise(torch_generator(self.seed, self.tag, "label-counts", self.client_id))
+        state = self.privacy_state
+        if not state.private:
+            return None, release_label_counts(self.labels, num_classes, 0.0, noise)
+        plan, privacy = state.plan, state.privacy
+        planned = [(plan.noise_multiplier, plan.sample_rate, plan.total_steps)]
+        sigma = calibrate_release_noise(planned, privacy.epsilon, privacy.delta, privacy.accountant)
+        counts = release_label_counts(self.labels, num_classes, sigma, noise)
+        state.accountant.record(sigma, 1.0, 1, kind="release")
         return sigma, counts
 
     def local_round(self, broadcast: Mapping[str, Tensor], round_index: int) -> tuple[ClientUpdate, LocalDiagnostics]:
-        load_shared(self.shared, broadcast)
-        for _ in range(self.trainer.steps_per_round(self.local_epochs)):
-            self.local_step()
-        update = ClientUpdate(self.client_id, shared_delta(self.shared, broadcast), len(self.u))
-        return update, LocalDiagnostics(self.client_id, self.diagnostics())
+        delta = self.trainer.run_round(self.shared, broadcast, self.local_step)
+        return ClientUpdate(self.client_id, delta, len(self.u)), LocalDiagnostics(self.client_id, self.diagnostics())
 
     def release(self) -> Tensor:
         """The noisy class counts released at creation (no new mechanism)."""
@@ -150,8 +157,7 @@ class GenerativeClient(ABC):
         return evaluate_generator(self.data, artifact, self.evaluation, self.seed)
 
     def privacy_record(self) -> ClientPrivacyRecord:
-        return privacy_record(self.client_id, self.privacy, self.plan, self.accountant,
-                              self.label_noise_multiplier, 1.0)
+        return privacy_record(self.client_id, self.privacy_state, self.label_noise_multiplier, 1.0)
 
     def diagnostic_records(self) -> slice:
         """A fixed subset of train records for simulator-side diagnostics."""
@@ -160,15 +166,14 @@ class GenerativeClient(ABC):
     # --- checkpoints --------------------------------------------------------------------
     def state_dict(self) -> dict:
         return {"model": self.model.state_dict(), "optimizers": self.optimizer_states(),
-                "accountant": self.accountant.state_dict(), "generator": self.generator.get_state(),
+                "privacy_state": self.privacy_state.state_dict(), "rng": self.rng.get_state(),
                 "label_counts": self.label_counts, "label_noise_multiplier": self.label_noise_multiplier}
 
     def load_state_dict(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
         self.load_optimizer_states(state["optimizers"])
-        self.accountant = ClientAccountant.from_state_dict(state["accountant"])
-        self.trainer.accountant = self.accountant
-        self.generator.set_state(state["generator"])
+        self.privacy_state.load_state_dict(state["privacy_state"])
+        self.rng.set_state(state["rng"])
         self.label_counts = state["label_counts"]
         self.label_noise_multiplier = state["label_noise_multiplier"]
 
@@ -219,6 +224,6 @@ def module_functions(client_class: type[GenerativeClient]):
     return make_server, make_client
 
 
-def expected_batch(plan) -> int:
+def expected_batch(plan: DPSGDPlan) -> int:
     """``max(1, round(q·n))``: a data-independent size for record-free samples."""
     return max(1, int(math.floor(plan.expected_batch_size + 0.5)))

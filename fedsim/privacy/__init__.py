@@ -1,3 +1,4 @@
-"""Differential-privacy machinery: per-sample gradients, joint clipping, Gaussian
-noise, Poisson subsampling, accountants, the DP statistics release and the
-per-client privacy ledger.  One small module per concept."""
+"""Differential-privacy machinery: the DP-SGD trainer (Poisson batches, per-sample or
+ghost clipping, Gaussian noise, accounting), noise sources, a client's privacy state,
+accountants, the DP statistics and label releases and the per-client privacy ledger.
+One small module per concept."""

@@ -180,10 +180,13 @@ class ClientAccountant:
     def _entries(self, kind: str) -> list[tuple[float, float, int]]:
         return [entry for entry, k in zip(self.history, self.kinds) if k == kind]
 
-    def steps(self, sample_rate_below_one: bool = True) -> int:
-        """Number of recorded DP-SGD steps (or, with ``False``, of all mechanism runs)."""
-        entries = self._entries("dp-sgd") if sample_rate_below_one else self.history
-        return sum(t for _, _, t in entries)
+    def dp_sgd_steps(self) -> int:
+        """Number of recorded DP-SGD steps."""
+        return sum(t for _, _, t in self._entries("dp-sgd"))
+
+    def mechanism_runs(self) -> int:
+        """Number of recorded mechanism runs of every kind (DP-SGD steps and releases)."""
+        return sum(t for _, _, t in self.history)
 
     def epsilon(self, history: list[tuple[float, float, int]] | None = None) -> float:
         """ε at this accountant's δ for the recorded (or the given) history."""

@@ -14,6 +14,9 @@ For a Poisson batch ``B`` drawn with rate ``q`` from a client's ``n`` records:
 Per-sample gradients come from ``torch.func``: ``vmap(grad(record_loss))`` over a
 functional call, which also works through a hypernetwork whose input (the client
 code) has no batch dimension.
+
+These are the pieces; :class:`fedsim.privacy.dp_trainer.DPTrainer` puts them together
+(Poisson batch, clipped sum, noise, division, accounting, optimizer step).
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ from typing import Callable, Mapping
 import torch
 from torch import Tensor
 from torch.func import grad, vmap
+
+from fedsim.privacy.noise import NoiseSource
 
 Params = dict[str, Tensor]
 RecordLoss = Callable[..., Tensor]
@@ -61,41 +66,19 @@ def clipped_sum(grads: Mapping[str, Tensor], clip_norm: float) -> Params:
     return {name: torch.einsum("b,b...->...", factors, g) for name, g in grads.items()}
 
 
-def add_gaussian_noise(tensors: Mapping[str, Tensor], std: float, generator: torch.Generator) -> Params:
-    """Add independent ``N(0, std²)`` noise to every coordinate."""
+def add_gaussian_noise(tensors: Mapping[str, Tensor], std: float, noise: NoiseSource) -> Params:
+    """Add independent ``N(0, std²)`` noise to every coordinate (tensors in their order);
+    ``std = 0`` draws nothing."""
     if std == 0.0:
         return dict(tensors)
-    return {
-        name: t + std * torch.randn(t.shape, generator=generator, dtype=t.dtype)
-        for name, t in tensors.items()
-    }
-
-
-def privatized_gradient(
-    record_loss: RecordLoss,
-    params: Mapping[str, Tensor],
-    records: tuple[Tensor, ...],
-    shared: tuple,
-    clip_norm: float,
-    noise_multiplier: float,
-    expected_batch_size: float,
-    generator: torch.Generator,
-) -> Params:
-    """One DP-SGD gradient: clipped per-record sum, Gaussian noise of std σ·C,
-    divided by the expected batch size ``q·n`` (module docstring)."""
-    num_records = records[0].shape[0]
-    if num_records == 0:  # an empty Poisson batch still releases noise
-        summed = {name: torch.zeros_like(p) for name, p in params.items()}
-    else:
-        summed = clipped_sum(per_sample_gradients(record_loss, params, records, shared), clip_norm)
-    return noisy_average(summed, clip_norm, noise_multiplier, expected_batch_size, generator)
+    return {name: t + noise.gaussian(t.shape, std, dtype=t.dtype) for name, t in tensors.items()}
 
 
 def noisy_average(clipped: Mapping[str, Tensor], clip_norm: float, noise_multiplier: float,
-                  expected_batch_size: float, generator: torch.Generator) -> Params:
+                  expected_batch_size: float, noise: NoiseSource) -> Params:
     """``(Σ_j clip(∇ℓ_j, C) + N(0, σ²C² I)) / (q·n)``: the Gaussian mechanism on a clipped
     sum, divided by the expected batch size (module docstring)."""
-    noisy = add_gaussian_noise(clipped, noise_multiplier * clip_norm, generator)
+    noisy = add_gaussian_noise(clipped, noise_multiplier * clip_norm, noise)
     return {name: g / expected_batch_size for name, g in noisy.items()}
 
 

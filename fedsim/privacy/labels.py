@@ -13,15 +13,18 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from fedsim.privacy.noise import NoiseSource
+
 
 def release_label_counts(labels: np.ndarray | Tensor, num_classes: int, noise_multiplier: float,
-                         generator: torch.Generator) -> Tensor:
-    """Class counts plus ``N(0, σ²)`` noise on every class (float64, may be negative)."""
+                         noise: NoiseSource) -> Tensor:
+    """Class counts plus ``N(0, σ²)`` noise from ``noise`` on every class (float64, may be
+    negative; nothing is drawn when σ = 0)."""
     labels = torch.as_tensor(np.asarray(labels), dtype=torch.long)
     counts = torch.bincount(labels, minlength=num_classes).double()
     if noise_multiplier == 0.0:
         return counts
-    return counts + noise_multiplier * torch.randn(num_classes, generator=generator, dtype=torch.float64)
+    return counts + noise.gaussian((num_classes,), noise_multiplier, dtype=torch.float64)
 
 
 def label_distribution(counts: Tensor) -> Tensor:

@@ -10,6 +10,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # annotations only: reading a ledger needs no accountant
+    from fedsim.privacy.state import PrivacyState
 
 PAPER_MODE_NOTE = (
     "privacy_mode=paper: the encoder and client code are trained on data without noise "
@@ -101,9 +105,10 @@ def format_ledger(records: list[ClientPrivacyRecord]) -> str:
     return "\n".join(lines)
 
 
-def privacy_record(client_id: int, privacy, plan, accountant,
-                   stats_noise_multiplier: float | None, stats_clip_norm: float | None) -> ClientPrivacyRecord:
+def privacy_record(client_id: int, privacy_state: PrivacyState, stats_noise_multiplier: float | None,
+                   stats_clip_norm: float | None) -> ClientPrivacyRecord:
     """The ledger row of one client (shared by every private algorithm)."""
+    privacy, plan, accountant = privacy_state.privacy, privacy_state.plan, privacy_state.accountant
     private = privacy.private
     return ClientPrivacyRecord(
         client_id=client_id,
@@ -111,9 +116,9 @@ def privacy_record(client_id: int, privacy, plan, accountant,
         accountant=privacy.accountant,
         delta=privacy.delta,
         clip_norm=privacy.clip_norm,
-        sample_rate=plan.sample_rate,
-        noise_multiplier=plan.noise_multiplier,
-        steps=accountant.steps() if private else 0,
+        sample_rate=plan.sample_rate if plan is not None else 0.0,
+        noise_multiplier=plan.noise_multiplier if plan is not None else 0.0,
+        steps=accountant.dp_sgd_steps() if private else 0,
         epsilon_dp_sgd=accountant.epsilon_of_dp_sgd() if private else float("inf"),
         stats_noise_multiplier=stats_noise_multiplier,
         stats_clip_norm=stats_clip_norm if stats_noise_multiplier is not None else None,

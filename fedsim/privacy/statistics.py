@@ -20,6 +20,8 @@ from typing import Literal, Sequence
 import torch
 from torch import Tensor
 
+from fedsim.privacy.noise import NoiseSource
+
 SENSITIVITY = math.sqrt(3.0)
 
 
@@ -68,17 +70,18 @@ def release_class_statistics(
     clip_norm: float,
     noise_multiplier: float,
     covariance: Literal["diag", "full"],
-    generator: torch.Generator,
+    noise: NoiseSource,
 ) -> ClassStatistics:
     """The Gaussian mechanism of the module docstring: noise std ``σ_s·√3`` on counts,
-    ``σ_s·√3·R`` on sums and ``σ_s·√3·R²`` on second moments."""
+    ``σ_s·√3·R`` on sums and ``σ_s·√3·R²`` on second moments, drawn from ``noise``
+    (second moments first, then counts, then sums; nothing when σ_s = 0)."""
     exact = class_statistics(x, labels, num_classes, clip_norm, covariance)
     std = noise_multiplier * SENSITIVITY
 
     def noisy(t: Tensor, scale: float) -> Tensor:
         if std == 0.0:
             return t
-        return t + std * scale * torch.randn(t.shape, generator=generator, dtype=t.dtype)
+        return t + noise.gaussian(t.shape, std * scale, dtype=t.dtype)
 
     second = noisy(exact.second_moments, clip_norm**2)
     if covariance == "full":

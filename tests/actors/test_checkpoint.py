@@ -77,16 +77,15 @@ def test_recovery_charges_every_started_round_and_reseeds_the_noise():
     server = prepared.module.make_server(prepared.spec, prepared.settings)
     client = pool.clients[0]
     client.local_round(server.broadcast(), 0)
-    confirmed = client.accountant.state_dict()            # reported after round 1
-    per_round = command.training.local_epochs * client.plan.steps_per_epoch
-    assert client.accountant.steps() == per_round
+    confirmed = client.privacy_state.accountant.state_dict()  # reported after round 1
+    per_round = command.training.local_epochs * client.privacy_state.plan.steps_per_epoch
+    assert client.privacy_state.accountant.dp_sgd_steps() == per_round
 
     fresh = LocalClientPool(prepared.federation, prepared.spec, prepared.settings).clients[0]  # "restarted"
-    old_noise = fresh.generator.get_state()
-    trainer_accountant = fresh.accountant
-    recover_client(fresh, confirmed, unconfirmed_rounds=2, local_epochs=command.training.local_epochs,
-                   seed=command.seed, round_index=2, restart=1)
-    assert fresh.accountant is trainer_accountant          # updated in place
-    assert fresh.accountant.steps() == 3 * per_round       # round 1 confirmed + 2 started, not confirmed
-    assert fresh.accountant.epsilon() > client.accountant.epsilon()
-    assert not torch.equal(fresh.generator.get_state(), old_noise)
+    old_noise = fresh.privacy_state.noise.state_dict()["generator"]
+    trainer_accountant = fresh.privacy_state.accountant
+    recover_client(fresh, confirmed, unconfirmed_rounds=2, seed=command.seed, round_index=2, restart=1)
+    assert fresh.privacy_state.accountant is trainer_accountant  # updated in place
+    assert fresh.privacy_state.accountant.dp_sgd_steps() == 3 * per_round  # round 1 confirmed + 2 started
+    assert fresh.privacy_state.epsilon() > client.privacy_state.epsilon()
+    assert not torch.equal(fresh.privacy_state.noise.state_dict()["generator"], old_noise)

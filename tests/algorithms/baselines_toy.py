@@ -77,10 +77,10 @@ def assert_state_dict_round_trip(client, broadcast) -> None:
     (parameters, optimizer, accountant and random generator all restored)."""
     state = copy.deepcopy(client.state_dict())
     expected, _ = client.local_round(broadcast, 1)
-    expected_history = list(client.accountant.history)
+    expected_history = list(client.privacy_state.accountant.history)
     client.load_state_dict(state)
     again, _ = client.local_round(broadcast, 1)
-    assert list(client.accountant.history) == expected_history  # restored, not appended to
+    assert list(client.privacy_state.accountant.history) == expected_history  # restored, not appended to
     assert set(expected.delta) == set(again.delta)
     for name in expected.delta:
         assert torch.equal(expected.delta[name], again.delta[name])

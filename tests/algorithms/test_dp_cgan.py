@@ -67,7 +67,7 @@ def test_ledger_counts_discriminator_steps_and_label_release(private_run):
     result, _, pool, _ = private_run
     for record, client in zip(result.privacy_records, pool.clients.values()):
         assert record.privacy_mode == "strict"
-        assert record.steps == client.plan.total_steps
+        assert record.steps == client.privacy_state.plan.total_steps
         assert record.stats_noise_multiplier is not None
         assert 0.95 < record.epsilon_total <= 1.0 + 1e-6
 

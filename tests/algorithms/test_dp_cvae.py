@@ -50,12 +50,12 @@ def test_ledger_composes_dp_sgd_and_label_release(private_run):
     result, _, pool, _ = private_run
     for record, client in zip(result.privacy_records, pool.clients.values()):
         assert record.privacy_mode == "strict"
-        assert record.steps == client.plan.total_steps == 2 * client.plan.steps_per_epoch
-        assert record.noise_multiplier == client.plan.noise_multiplier > 0
+        assert record.steps == client.privacy_state.plan.total_steps == 2 * client.privacy_state.plan.steps_per_epoch
+        assert record.noise_multiplier == client.privacy_state.plan.noise_multiplier > 0
         assert record.stats_noise_multiplier is not None and record.epsilon_statistics > 0
         assert record.epsilon_dp_sgd <= 0.9 + 1e-6          # the DP-SGD share of ε
         assert 0.95 < record.epsilon_total <= 1.0 + 1e-6     # composed, from the accountant
-        assert client.accountant.kinds.count("release") == 1
+        assert client.privacy_state.accountant.kinds.count("release") == 1
 
 
 def test_batch_covering_all_records_is_still_counted_as_dp_sgd(federation):

@@ -72,7 +72,7 @@ def test_private_option_uses_dp_sgd_and_spends_at_most_the_target(federation):
     for record, client in zip(result.privacy_records, pool.clients.values()):
         assert record.privacy_mode == "strict"
         assert record.noise_multiplier > 0
-        assert record.steps == client.plan.total_steps
+        assert record.steps == client.privacy_state.plan.total_steps
         assert 1.8 < record.epsilon_total <= 2.0 + 1e-6
 
 
@@ -103,4 +103,4 @@ def test_state_dict_round_trip(federation):
     _, _, pool, server = run("fedavg", FedAvgConfig(private=True), federation, rounds=1, epsilon=4.0)
     client = pool.clients[1]
     assert_state_dict_round_trip(client, server.broadcast())
-    assert np.isfinite(client.accountant.epsilon())
+    assert np.isfinite(client.privacy_state.epsilon())

@@ -1,5 +1,6 @@
 """Helpers of the privacy tests: a tiny FedHypeVAE model whose per-record loss is the real
-one (``FedHypeVAEClient._step``'s ``functional_call``), and independent references."""
+one (``FedHypeVAEClient``'s ``functional_call``), a DP trainer around it, and independent
+references."""
 
 from __future__ import annotations
 
@@ -13,6 +14,12 @@ from torch.func import functional_call
 from fedsim.algorithms.fedhypevae.config import FedHypeVAEConfig
 from fedsim.models.fedhypevae import FedHypeVAEModel
 from fedsim.models.init import seeded
+from fedsim.privacy.clipped_sums import ClippedSum, VmapClippedSum
+from fedsim.privacy.config import PrivacyConfig
+from fedsim.privacy.dp_trainer import DPTrainer
+from fedsim.privacy.noise import SeededNoise
+from fedsim.privacy.plan import DPSGDPlan
+from fedsim.privacy.state import PrivacyState
 
 DIM, CLASSES = 12, 3
 TINY = FedHypeVAEConfig(hidden_dim=16, latent_dim=4, code_dim=4, hyper_hidden=8, label_dim=4,
@@ -41,7 +48,7 @@ def tiny_records(n: int, seed: int = 1, outlier: float | None = None):
 
 
 def functional_record_loss(model: FedHypeVAEModel):
-    """The record loss exactly as ``FedHypeVAEClient._step`` builds it."""
+    """The record loss exactly as ``FedHypeVAEClient`` builds it (strict mode)."""
     def record_loss(p, x, onehot, eps_z, mmd_noise):
         return functional_call(model, p, (x, onehot, eps_z, mmd_noise))
     return record_loss
@@ -72,3 +79,25 @@ def opacus_epsilon(history, delta, accountant):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return float(fresh.get_epsilon(delta))
+
+
+def fixed_plan(num_records: int, sample_rate: float, noise_multiplier: float) -> DPSGDPlan:
+    """A plan with the given n, q and σ (no calibration): one step per epoch."""
+    return DPSGDPlan(num_records=num_records, sample_rate=sample_rate,
+                     expected_batch_size=sample_rate * num_records, steps_per_epoch=1, total_steps=1,
+                     noise_multiplier=noise_multiplier, target_epsilon=1.0)
+
+
+def make_trainer(model: torch.nn.Module, clipped_sum: ClippedSum, plan: DPSGDPlan, clip_norm: float,
+                 private: bool = True, seed: int = 0, lr: float = 1.0, **trainer_options) -> DPTrainer:
+    """A :class:`DPTrainer` on every parameter of ``model`` (plain SGD, seeded noise)."""
+    privacy = PrivacyConfig(epsilon=1.0 if private else float("inf"), clip_norm=clip_norm)
+    parameters = dict(model.named_parameters())
+    state = PrivacyState.fresh(privacy, plan, 1, SeededNoise(torch.Generator().manual_seed(seed)))
+    return DPTrainer(parameters, clipped_sum, torch.optim.SGD(parameters.values(), lr=lr), state,
+                     **trainer_options)
+
+
+def vmap_trainer(model: FedHypeVAEModel, plan: DPSGDPlan, clip_norm: float, seed: int = 0) -> DPTrainer:
+    """The DP trainer as a strict-mode FedHypeVAE client builds it (per-record gradients by torch.func)."""
+    return make_trainer(model, VmapClippedSum(functional_record_loss(model)), plan, clip_norm, seed=seed)

@@ -118,7 +118,7 @@ def test_client_accountant_merges_steps_and_separates_kinds():
     acc.record(1.0, 0.1, 0)  # zero steps record nothing
     assert acc.history == [(1.2, 0.1, 7), (1.2, 1.0, 3), (5.0, 1.0, 1)]
     assert acc.kinds == ["dp-sgd", "dp-sgd", "release"]
-    assert acc.steps() == 10 and acc.steps(False) == 11
+    assert acc.dp_sgd_steps() == 10 and acc.mechanism_runs() == 11
     assert acc.epsilon() == pytest.approx(opacus_epsilon(acc.history, 1e-5, "rdp"), rel=1e-9)
     assert acc.epsilon_of_dp_sgd() == pytest.approx(opacus_epsilon(acc.history[:2], 1e-5, "rdp"), rel=1e-9)
     assert acc.epsilon_of_release() == pytest.approx(opacus_epsilon(acc.history[2:], 1e-5, "rdp"), rel=1e-9)
@@ -126,6 +126,20 @@ def test_client_accountant_merges_steps_and_separates_kinds():
     assert restored.history == acc.history and restored.kinds == acc.kinds
     with pytest.raises(ValueError):
         acc.record(1.0, 0.5, 1, kind="other")
+
+
+def test_accountant_kinds_are_recorded_and_survive_state_dicts():
+    accountant = ClientAccountant("rdp", 1e-4)
+    accountant.record(1.0, 1.0, 3, kind="dp-sgd")   # a full-batch DP-SGD step has q = 1 too
+    accountant.record(5.0, 1.0, 1, kind="release")
+    assert accountant.dp_sgd_steps() == 3 and accountant.kinds == ["dp-sgd", "release"]
+    restored = ClientAccountant.from_state_dict(accountant.state_dict())
+    assert restored.kinds == accountant.kinds and restored.epsilon() == accountant.epsilon()
+    legacy = ClientAccountant.from_state_dict({"accountant": "rdp", "delta": 1e-4,
+                                               "history": [[1.0, 0.1, 4], [5.0, 1.0, 1]]})
+    assert legacy.kinds == ["dp-sgd", "release"]
+    with pytest.raises(ValueError, match="kind"):
+        accountant.record(1.0, 0.5, 1, kind="other")
 
 
 def test_plan_calibrates_for_the_steps_really_run():

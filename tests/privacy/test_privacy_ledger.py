@@ -58,7 +58,7 @@ def test_ledger_epsilon_is_the_composed_epsilon_of_what_each_client_ran(accounta
     for client, record, n in zip(clients, records, N_TRAIN):
         q = BATCH / n
         steps = ROUNDS * math.ceil(n / BATCH)  # the steps the client really ran
-        sigma = client.plan.noise_multiplier
+        sigma = client.privacy_state.plan.noise_multiplier
         assert sigma > 0 and record.noise_multiplier == sigma
         assert record.sample_rate == pytest.approx(q) and record.steps == steps
         sigma_stats = record.stats_noise_multiplier
@@ -102,10 +102,14 @@ def test_paper_mode_ledger_says_epsilon_does_not_cover_the_local_state():
 
 
 def test_infinite_epsilon_is_reported_as_inf_and_no_dp():
-    records = [c.privacy_record() for c in run_clients(PrivacyConfig(epsilon=math.inf))]
-    for record in records:
+    clients = run_clients(PrivacyConfig(epsilon=math.inf))
+    records = [c.privacy_record() for c in clients]
+    for client, record, n in zip(clients, records, N_TRAIN):
         assert math.isinf(record.epsilon_total) and math.isinf(record.epsilon_dp_sgd)
-        assert record.privacy_mode == "none" and record.history == () and record.noise_multiplier == 0.0
+        assert record.privacy_mode == "none" and record.noise_multiplier == 0.0
+        # the steps really run, recorded without noise (σ = 0): the accountant itself reads ∞
+        assert record.history == ((0.0, pytest.approx(BATCH / n), ROUNDS * math.ceil(n / BATCH)),)
+        assert math.isinf(client.privacy_state.epsilon())
     document = ledger_to_json(records)
     text = json.dumps(document, allow_nan=False)
     assert document["epsilon_max"] == "inf" and document["note"] == NO_DP_NOTE

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from fedsim.privacy.noise import SeededNoise
 from fedsim.privacy.statistics import (
     SENSITIVITY,
     class_statistics,
@@ -59,7 +60,7 @@ def test_clip_rows_bounds_norms_and_keeps_small_rows_and_directions():
 @pytest.mark.parametrize("covariance", ["diag", "full"])
 def test_noiseless_release_equals_a_per_record_loop(covariance):
     x, labels = _data()
-    stats = release_class_statistics(x, labels, 3, 2.0, 0.0, covariance, torch.Generator().manual_seed(0))
+    stats = release_class_statistics(x, labels, 3, 2.0, 0.0, covariance, SeededNoise(torch.Generator().manual_seed(0)))
     counts, sums, diag, full = _loop_statistics(x, labels, 3, 2.0)
     np.testing.assert_allclose(stats.counts.numpy(), counts)
     np.testing.assert_allclose(stats.sums.numpy(), sums, rtol=1e-10, atol=1e-12)
@@ -96,10 +97,10 @@ def test_release_noise_std_is_sigma_sqrt3_times_1_R_R2():
     x, labels = _data(n=200, d=40, k=10, seed=3)
     sigma, clip, reps = 0.7, 2.0, 300
     exact = class_statistics(x, labels, 10, clip, "diag")
-    generator = torch.Generator().manual_seed(9)
+    source = SeededNoise(torch.Generator().manual_seed(9))
     noise = {"counts": [], "sums": [], "second": []}
     for _ in range(reps):
-        s = release_class_statistics(x, labels, 10, clip, sigma, "diag", generator)
+        s = release_class_statistics(x, labels, 10, clip, sigma, "diag", source)
         noise["counts"].append(s.counts - exact.counts)
         noise["sums"].append((s.sums - exact.sums).reshape(-1))
         noise["second"].append((s.second_moments - exact.second_moments).reshape(-1))
@@ -114,10 +115,10 @@ def test_full_second_moment_noise_is_symmetric_with_the_diagonal_at_full_scale()
     x, labels = _data(n=50, d=30, k=2, seed=4)
     sigma, clip = 0.5, 1.0
     exact = class_statistics(x, labels, 2, clip, "full").second_moments
-    generator = torch.Generator().manual_seed(2)
+    noise = SeededNoise(torch.Generator().manual_seed(2))
     diagonal, off = [], []
     for _ in range(60):
-        s = release_class_statistics(x, labels, 2, clip, sigma, "full", generator).second_moments
+        s = release_class_statistics(x, labels, 2, clip, sigma, "full", noise).second_moments
         torch.testing.assert_close(s, s.transpose(1, 2))
         gap = s - exact
         diagonal.append(torch.diagonal(gap, dim1=1, dim2=2).reshape(-1))

@@ -1,14 +1,17 @@
-"""FedHypeVAE client: local DP-SGD rounds (Eq. 8–9), the statistics release and the
-downstream evaluation.  Holds ψ_i, v_i, its optimizer and its accountant; none of them
-ever leaves the object (only :class:`~fedsim.algorithms.base.ClientUpdate` does)."""
+"""FedHypeVAE client: local DP-SGD rounds (Eq. 8–9, through
+:class:`~fedsim.privacy.dp_trainer.DPTrainer` with per-record gradients by ``torch.func``),
+the statistics release and the downstream evaluation.  Holds ψ_i, v_i, its optimizer and
+its privacy state (accountant, noise); none of them ever leaves the object (only
+:class:`~fedsim.algorithms.base.ClientUpdate` does)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Mapping
 
 import numpy as np
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 from torch.func import functional_call
 
 from fedsim.algorithms.base import ClientUpdate, LocalDiagnostics
@@ -19,12 +22,15 @@ from fedsim.evaluation.blend import ClientEvaluation
 from fedsim.evaluation.downstream import EvaluationConfig, evaluate_generator
 from fedsim.models.fedhypevae import FedHypeVAEModel, is_shared, project_to_ball
 from fedsim.models.init import seeded
-from fedsim.privacy.accounting import ClientAccountant, calibrate_release_noise
+from fedsim.privacy.accounting import calibrate_release_noise
+from fedsim.privacy.clipped_sums import RecordBatch, VmapClippedSum
 from fedsim.privacy.config import PrivacyConfig
-from fedsim.privacy.dp_sgd import mean_gradient, privatized_gradient
+from fedsim.privacy.dp_sgd import RecordLoss
+from fedsim.privacy.dp_trainer import DPTrainer, ParameterGroup
 from fedsim.privacy.ledger import ClientPrivacyRecord, privacy_record
+from fedsim.privacy.noise import SeededNoise
 from fedsim.privacy.plan import plan_dp_sgd
-from fedsim.privacy.sampling import poisson_sample
+from fedsim.privacy.state import PrivacyState
 from fedsim.privacy.statistics import ClassStatistics, release_class_statistics
 from fedsim.seeding import torch_generator
 
@@ -38,96 +44,83 @@ class FedHypeVAEClient:
                  schedule: TrainingConfig, evaluation: EvaluationConfig, seed: int) -> None:
         self.client_id = data.client_id
         self.data = data
-        self.config, self.privacy, self.evaluation, self.seed = config, privacy, evaluation, seed
+        self.config, self.evaluation, self.seed = config, evaluation, seed
         with seeded(seed, "fedhypevae-client", data.client_id):
             self.model = FedHypeVAEModel(spec.dim, spec.num_classes, config,
                                          generator=torch_generator(seed, "client-code", data.client_id))
         self.x = torch.as_tensor(data.x_train, dtype=torch.float32)
         self.onehot = torch.nn.functional.one_hot(
             torch.as_tensor(data.y_train, dtype=torch.long), spec.num_classes).float()
-        dp_share = 1.0 - privacy.stats_epsilon_fraction
-        self.plan = plan_dp_sgd(len(self.x), schedule.batch_size, schedule.rounds,
-                                schedule.local_epochs, privacy, dp_share)
-        self.local_epochs = schedule.local_epochs
-        self.accountant = ClientAccountant(privacy.accountant, privacy.delta)
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr)
-        self.generator = torch_generator(seed, "fedhypevae-client-steps", data.client_id)
+        plan = plan_dp_sgd(len(self.x), schedule.batch_size, schedule.rounds, schedule.local_epochs, privacy,
+                           1.0 - privacy.stats_epsilon_fraction)
+        # data-independent model randomness (ε_z, MMD noise); with seeded noise it is also
+        # the DP-SGD noise stream, so all draws keep one order
+        self.rng = torch_generator(seed, "fedhypevae-client-steps", data.client_id)
+        self.trainer = self._build_trainer(PrivacyState.fresh(privacy, plan, schedule.local_epochs,
+                                                              SeededNoise(self.rng)))
         self.stats_noise_multiplier: float | None = None
         self.stats_clip_norm = privacy.stats_clip_norm or float(np.sqrt(spec.dim))
+
+    @property
+    def privacy_state(self) -> PrivacyState:
+        """The client's privacy configuration, plan, accountant and noise (held by its trainer)."""
+        return self.trainer.privacy_state
+
+    def _build_trainer(self, privacy_state: PrivacyState) -> DPTrainer:
+        """``strict`` (and ε = ∞): one DP-SGD group, every parameter (ψ_i, v_i, Φ) jointly
+        clipped.  ``paper``: DP-SGD on Φ (Eq. 9); ψ_i and v_i outside DP, on the plain
+        mean gradient of the ELBO without MMD (Eq. 8), in the same step."""
+        parameters = dict(self.model.named_parameters())
+        optimizer = torch.optim.Adam(self.model.parameters(), lr=self.config.lr)
+        privacy = privacy_state.privacy
+        if not (privacy.private and privacy.privacy_mode == "paper"):
+            return DPTrainer(parameters, VmapClippedSum(self._record_loss()), optimizer, privacy_state)
+        shared = {n: p for n, p in parameters.items() if is_shared(n)}
+        local = {n: p for n, p in parameters.items() if not is_shared(n)}
+        outside_dp = ParameterGroup(local, VmapClippedSum(self._record_loss(fixed=shared, with_mmd=False)))
+        return DPTrainer(shared, VmapClippedSum(self._record_loss(fixed=local)), optimizer, privacy_state,
+                         outside_dp=outside_dp)
+
+    def _record_loss(self, fixed: Mapping[str, nn.Parameter] | None = None, with_mmd: bool = True) -> RecordLoss:
+        """ℓ_j(p; x_j, onehot_j, ε_z,j, mmd_noise) as a function of the trained parameters
+        ``p`` (a functional call of the model); ``fixed`` parameters enter as constants.
+        ``with_mmd=False``: the ELBO alone (λ_MMD = 0)."""
+        model, fixed = self.model, dict(fixed or {})
+
+        def record_loss(p, x, onehot, eps_z, mmd_noise):
+            constants = {name: value.detach() for name, value in fixed.items()}
+            if with_mmd:
+                return functional_call(model, {**constants, **p}, (x, onehot, eps_z, mmd_noise))
+            with _without_mmd(model):
+                return functional_call(model, {**constants, **p}, (x, onehot, eps_z, mmd_noise))
+        return record_loss
 
     # --- one round ----------------------------------------------------------------
     def local_round(self, broadcast: Mapping[str, Tensor], round_index: int) -> tuple[ClientUpdate, LocalDiagnostics]:
         shared = {n: p for n, p in self.model.named_parameters() if is_shared(n)}
-        with torch.no_grad():
-            for name, parameter in shared.items():
-                parameter.copy_(broadcast[name])
-        for _ in range(self.local_epochs * self.plan.steps_per_epoch):
-            self._step()
-        delta = {name: (p.detach() - broadcast[name]).clone() for name, p in shared.items()}
+        delta = self.trainer.run_round(shared, broadcast, self._step)
         update = ClientUpdate(self.client_id, delta, num_samples=len(self.x))
         return update, LocalDiagnostics(self.client_id, self._diagnostics())
 
     def _step(self) -> None:
-        """One DP-SGD step (Eq. 9) on a Poisson batch; joint clipping in strict mode."""
-        model, plan = self.model, self.plan
-        batch = poisson_sample(len(self.x), plan.sample_rate, self.generator)
-        records = (self.x[batch], self.onehot[batch],
-                   torch.randn(len(batch), self.config.latent_dim, generator=self.generator))
-        shared_inputs = (torch.randn(self.config.mmd_samples, self.config.latent_dim,
-                                     generator=self.generator),)
-        params = {n: p.detach() for n, p in model.named_parameters()}
-
-        def record_loss(p, x, onehot, eps_z, mmd_noise):
-            return functional_call(model, p, (x, onehot, eps_z, mmd_noise))
-
-        if not self.privacy.private:
-            gradient = mean_gradient(record_loss, params, records, shared_inputs)
-        elif self.privacy.privacy_mode == "strict":
-            gradient = privatized_gradient(record_loss, params, records, shared_inputs,
-                                           self.privacy.clip_norm, plan.noise_multiplier,
-                                           plan.expected_batch_size, self.generator)
-        else:  # paper mode: Eq. 9 on Φ only; Eq. 8 (no noise, ELBO only) on ψ_i and v_i
-            gradient = self._paper_mode_gradient(params, records, shared_inputs)
-        if self.privacy.private:
-            self.accountant.record(plan.noise_multiplier, plan.sample_rate, 1, kind="dp-sgd")
-
-        self.optimizer.zero_grad()
-        self.model.regularizer().backward()  # record-free terms, outside clipping
+        """One DP-SGD step (Eq. 9) on a Poisson batch, the record-free regularizer (Eq. 5)
+        outside clipping, then v_i projected back onto its ball."""
+        trainer, latent = self.trainer, self.config.latent_dim
+        batch = trainer.sample_batch()
+        records = (self.x[batch], self.onehot[batch], torch.randn(len(batch), latent, generator=self.rng))
+        mmd_noise = torch.randn(self.config.mmd_samples, latent, generator=self.rng)
+        trainer.step(RecordBatch(records, (mmd_noise,)), penalty=self.model.regularizer)
         with torch.no_grad():
-            for name, parameter in model.named_parameters():
-                if parameter.grad is None:
-                    parameter.grad = torch.zeros_like(parameter)
-                parameter.grad.add_(gradient[name])
-        self.optimizer.step()
-        with torch.no_grad():
-            model.client_code.copy_(project_to_ball(model.client_code, self.config.code_radius))
-
-    def _paper_mode_gradient(self, params, records, shared_inputs) -> dict[str, Tensor]:
-        model = self.model
-        shared = {n: p for n, p in params.items() if is_shared(n)}
-        local = {n: p for n, p in params.items() if not is_shared(n)}
-
-        def shared_loss(p, x, onehot, eps_z, mmd_noise):
-            return functional_call(model, {**local, **p}, (x, onehot, eps_z, mmd_noise))
-
-        def local_elbo(p, x, onehot, eps_z, mmd_noise):
-            return functional_call(model, {**shared, **p}, (x, onehot, eps_z, mmd_noise))
-
-        gradient = privatized_gradient(shared_loss, shared, records, shared_inputs,
-                                       self.privacy.clip_norm, self.plan.noise_multiplier,
-                                       self.plan.expected_batch_size, self.generator)
-        with _without_mmd(model):
-            gradient.update(mean_gradient(local_elbo, local, records, shared_inputs))
-        return gradient
+            self.model.client_code.copy_(project_to_ball(self.model.client_code, self.config.code_radius))
 
     @torch.no_grad()
     def _diagnostics(self) -> dict[str, float]:
         """Simulator-side loss on a fixed subset of train records (never released)."""
         count = min(DIAGNOSTIC_RECORDS, len(self.x))
-        generator = torch_generator(self.seed, "diagnostics", self.client_id)
+        rng = torch_generator(self.seed, "diagnostics", self.client_id)
         x, onehot = self.x[:count], self.onehot[:count]
-        eps = torch.randn(count, self.config.latent_dim, generator=generator)
-        noise = torch.randn(self.config.mmd_samples, self.config.latent_dim, generator=generator)
+        eps = torch.randn(count, self.config.latent_dim, generator=rng)
+        noise = torch.randn(self.config.mmd_samples, self.config.latent_dim, generator=rng)
         terms = torch.func.vmap(self.model.record_terms, in_dims=(0, 0, 0, None))(x, onehot, eps, noise)
         return {name: float(value.mean()) for name, value in terms.items()}
 
@@ -135,18 +128,18 @@ class FedHypeVAEClient:
     def release(self) -> ClassStatistics:
         """DP class statistics (Gaussian mechanism, q = 1), recorded in the accountant so
         that the ledger's ε composes DP-SGD and this release."""
-        if self.privacy.private:
-            sigma = calibrate_release_noise(self.accountant.history, self.privacy.epsilon,
-                                            self.privacy.delta, self.privacy.accountant)
+        state, privacy = self.privacy_state, self.privacy_state.privacy
+        if state.private:
+            sigma = calibrate_release_noise(state.accountant.history, privacy.epsilon, privacy.delta,
+                                            privacy.accountant)
             self.stats_noise_multiplier = sigma
         else:
             sigma = 0.0
         stats = release_class_statistics(self.x, torch.as_tensor(self.data.y_train, dtype=torch.long),
-                                         self.onehot.shape[1], self.stats_clip_norm, sigma,
-                                         self.privacy.covariance,
-                                         torch_generator(self.seed, "statistics", self.client_id))
-        if self.privacy.private:
-            self.accountant.record(sigma, 1.0, 1, kind="release")
+                                         self.onehot.shape[1], self.stats_clip_norm, sigma, privacy.covariance,
+                                         SeededNoise(torch_generator(self.seed, "statistics", self.client_id)))
+        if state.private:
+            state.accountant.record(sigma, 1.0, 1, kind="release")
         return stats
 
     def evaluate(self, artifact: GeneratorArtifact) -> ClientEvaluation:
@@ -155,21 +148,20 @@ class FedHypeVAEClient:
         return evaluate_generator(self.data, artifact, self.evaluation, self.seed)
 
     def privacy_record(self) -> ClientPrivacyRecord:
-        return privacy_record(self.client_id, self.privacy, self.plan, self.accountant,
-                              self.stats_noise_multiplier, self.stats_clip_norm)
+        return privacy_record(self.client_id, self.privacy_state, self.stats_noise_multiplier,
+                              self.stats_clip_norm)
 
     # --- checkpoints ----------------------------------------------------------------
     def state_dict(self) -> dict:
-        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "accountant": self.accountant.state_dict(),
-                "generator": self.generator.get_state(),
+        return {"model": self.model.state_dict(), "optimizer": self.trainer.optimizer.state_dict(),
+                "privacy_state": self.privacy_state.state_dict(), "rng": self.rng.get_state(),
                 "stats_noise_multiplier": self.stats_noise_multiplier}
 
     def load_state_dict(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.accountant = ClientAccountant.from_state_dict(state["accountant"])
-        self.generator.set_state(state["generator"])
+        self.trainer.optimizer.load_state_dict(state["optimizer"])
+        self.privacy_state.load_state_dict(state["privacy_state"])
+        self.rng.set_state(state["rng"])
         self.stats_noise_multiplier = state["stats_noise_multiplier"]
 
 
@@ -181,7 +173,6 @@ class _without_mmd:
 
     def __enter__(self):
         self.saved = self.model.config
-        from dataclasses import replace
         self.model.config = replace(self.saved, lambda_mmd=0.0)
 
     def __exit__(self, *exc):
