@@ -7,7 +7,9 @@ protocol's messages and the ledger: :class:`~fedsim.algorithms.base.ClientUpdate
 :class:`~actors.messages.ClientReport` with the accountant's history and ε), release
 objects, :class:`~fedsim.evaluation.blend.ClientEvaluation` and privacy records.
 Client states (ψ_i, v_i, optimizers) leave the process only as checkpoint files the
-actor writes itself (:func:`fedsim.checkpoint.save_client_states`).
+actor writes itself (:func:`fedsim.checkpoint.save_client_states`).  After a restart,
+:meth:`ClientActor.recover` fixes its clients' ledgers
+(:func:`fedsim.privacy.recovery.recover_client`).
 
 The class is plain Python (no Ray import), so it can be tested without Ray;
 :class:`~actors.pool.RayClientPool` wraps it with ``ray.remote``.
@@ -15,16 +17,21 @@ The class is plain Python (no Ray import), so it can be tested without Ray;
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Any, Sequence
 
+import numpy as np
+import torch
+
 from actors.messages import ClientReport
+from fedsim.algorithms.registry import algorithm_module
+from fedsim.checkpoint import load_client_states, save_client_states
+from fedsim.privacy.recovery import recover_client
 
 
 def set_threads(threads: int) -> None:
     """torch intra- and inter-op threads of this worker: its CPU share."""
-    import torch
-
     torch.set_num_threads(max(1, int(threads)))
     try:
         torch.set_num_interop_threads(max(1, int(threads)))
@@ -35,10 +42,6 @@ def set_threads(threads: int) -> None:
 def _private_copy(data):
     """``data`` with writable arrays of its own: arrays fetched from Ray's object store
     are read-only views of shared memory."""
-    import dataclasses
-
-    import numpy as np
-
     if not dataclasses.is_dataclass(data):
         return data
     arrays = {f.name: np.array(getattr(data, f.name)) for f in dataclasses.fields(data)
@@ -50,8 +53,6 @@ class ClientActor:
     """Holds clients ``data`` (a list of :class:`~fedsim.data.federation.ClientData`)."""
 
     def __init__(self, data: Sequence[Any], spec, settings, threads: int = 1) -> None:
-        from fedsim.algorithms.registry import algorithm_module
-
         set_threads(threads)
         module = algorithm_module(settings.algorithm)
         self.settings = settings
@@ -92,22 +93,16 @@ class ClientActor:
     # --- checkpoints and recovery ----------------------------------------------------
     def save_states(self, directory: str) -> list[dict]:
         """Write this actor's client states into checkpoint ``directory``; return the shard list."""
-        from fedsim.checkpoint import save_client_states
-
         return save_client_states(self.clients, sorted(self.clients), directory)
 
     def load_states(self, directory: str, shards: list[dict]) -> list[int]:
         """Load this actor's client states from checkpoint ``directory``."""
-        from fedsim.checkpoint import load_client_states
-
         return load_client_states(self.clients, directory, shards)
 
     def recover(self, confirmed: dict[int, dict | None], unconfirmed: dict[int, int],
                 round_index: int, restart: int) -> dict[int, tuple[dict, float]]:
-        """After a restart: :func:`fedsim.checkpoint.recover_client` for every client;
+        """After a restart: :func:`fedsim.privacy.recovery.recover_client` for every client;
         returns each client's new accountant state and ε."""
-        from fedsim.checkpoint import recover_client
-
         out = {}
         for cid, client in self.clients.items():
             recover_client(client, confirmed.get(cid), unconfirmed.get(cid, 0),

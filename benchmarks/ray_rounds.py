@@ -38,6 +38,7 @@ import tyro
 
 from fedsim.algorithms.fedavg import FedAvgConfig
 from fedsim.algorithms.spec import TrainingConfig
+from fedsim.callbacks import RunCallback
 from fedsim.backend import RayConfig
 from fedsim.commands.train import TrainCommand
 from fedsim.commands.training_run import prepare
@@ -80,6 +81,20 @@ def command_of(case: str, rounds: int) -> TrainCommand:
         checkpoint_every=0, progress=False)
 
 
+class RoundTimes(RunCallback):
+    """Appends every round's row with its end time to ``rows``; with a Ray ``pool``, the
+    round's driver overhead (its seconds minus the busiest actor's) to ``overheads``."""
+
+    def __init__(self, rows: list, pool=None, overheads: list | None = None) -> None:
+        self.rows, self.pool, self.overheads = rows, pool, overheads
+
+    def on_round_end(self, round_index: int, row: dict, result) -> None:
+        self.rows.append({**row, "_at": time.perf_counter()})
+        if self.pool is not None:
+            busiest = max(self.pool.round_stats["actor_seconds"].values(), default=0.0)
+            self.overheads.append(row["seconds"] - busiest)
+
+
 def run_case(case: str, backend: str, bench: Benchmark) -> dict:
     from fedsim.simulation import LocalClientPool, run_federation
 
@@ -96,8 +111,7 @@ def run_case(case: str, backend: str, bench: Benchmark) -> dict:
         pool = LocalClientPool(prepared.federation, prepared.spec, prepared.settings)
         startup = time.perf_counter() - started
         layout = "in-process"
-        result = run_federation(server, pool, prepared.settings,
-                                on_round=lambda row: rows.append({**row, "_at": time.perf_counter()}))
+        result = run_federation(server, pool, prepared.settings, [RoundTimes(rows)])
         init = 0.0
     else:
         import logging
@@ -114,12 +128,7 @@ def run_case(case: str, backend: str, bench: Benchmark) -> dict:
                 startup = time.perf_counter() - started
                 layout = f"{pool.plan.num_actors} × {pool.plan.clients_per_actor}"
 
-                def on_round(row: dict) -> None:
-                    rows.append({**row, "_at": time.perf_counter()})
-                    busiest = max(pool.round_stats["actor_seconds"].values(), default=0.0)
-                    overheads.append(row["seconds"] - busiest)
-
-                result = run_federation(server, pool, prepared.settings, on_round=on_round)
+                result = run_federation(server, pool, prepared.settings, [RoundTimes(rows, pool, overheads)])
         finally:
             ray.shutdown()
     ended = time.perf_counter()
