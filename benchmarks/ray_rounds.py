@@ -28,22 +28,25 @@ load average before and after.
 from __future__ import annotations
 
 import gc
+import logging
 import os
 import statistics
 import time
 from dataclasses import dataclass
 from typing import Literal
 
+import torch
 import tyro
 
 from fedsim.algorithms.fedavg import FedAvgConfig
 from fedsim.algorithms.spec import TrainingConfig
-from fedsim.callbacks import RunCallback
 from fedsim.backend import RayConfig
+from fedsim.callbacks import RunCallback
 from fedsim.commands.train import TrainCommand
 from fedsim.commands.training_run import prepare
 from fedsim.data.federation import DataConfig
 from fedsim.data.synthetic import SyntheticConfig
+from fedsim.simulation import LocalClientPool, run_federation
 
 CaseName = Literal["fedavg-10x2000", "scale-10", "scale-100", "scale-1000"]
 CASES: dict[str, tuple[int, int, float, int]] = {  # clients, records per client, fraction, rounds
@@ -96,15 +99,11 @@ class RoundTimes(RunCallback):
 
 
 def run_case(case: str, backend: str, bench: Benchmark) -> dict:
-    from fedsim.simulation import LocalClientPool, run_federation
-
     command = command_of(case, bench.rounds)
     prepared = prepare(command)
     rows, overheads = [], []
     started = time.perf_counter()
     if backend == "local":
-        import torch
-
         if bench.threads:
             torch.set_num_threads(bench.threads)
         server = prepared.module.make_server(prepared.spec, prepared.settings)
@@ -114,9 +113,7 @@ def run_case(case: str, backend: str, bench: Benchmark) -> dict:
         result = run_federation(server, pool, prepared.settings, [RoundTimes(rows)])
         init = 0.0
     else:
-        import logging
-
-        import ray
+        import ray  # inside the timed start-up, like the Ray runtime it starts
 
         from actors.driver import ray_federation
 
