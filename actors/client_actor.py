@@ -7,7 +7,9 @@ protocol's messages and the ledger: :class:`~fedsim.algorithms.base.ClientUpdate
 :class:`~actors.messages.ClientReport` with the accountant's history and ε), release
 objects, :class:`~fedsim.evaluation.blend.ClientEvaluation` and privacy records.
 Client states (ψ_i, v_i, optimizers) leave the process only as checkpoint files the
-actor writes itself (:func:`fedsim.checkpoint.save_client_states`).
+actor writes itself (:func:`fedsim.checkpoint.save_client_states`).  After a restart,
+:meth:`ClientActor.recover` fixes its clients' ledgers
+(:func:`fedsim.privacy.recovery.recover_client`).
 
 The class is plain Python (no Ray import), so it can be tested without Ray;
 :class:`~actors.pool.RayClientPool` wraps it with ``ray.remote``.
@@ -25,7 +27,8 @@ import torch
 from actors.messages import ClientReport
 from fedsim.algorithms.base import Client
 from fedsim.algorithms.registry import algorithm_module
-from fedsim.checkpoint import load_client_states, recover_client, save_client_states
+from fedsim.checkpoint import load_client_states, save_client_states
+from fedsim.privacy.recovery import recover_client
 
 
 def set_threads(threads: int) -> None:
@@ -99,7 +102,7 @@ class ClientActor:
 
     def recover(self, confirmed: dict[int, dict | None], unconfirmed: dict[int, int],
                 round_index: int, restart: int) -> dict[int, tuple[dict, float]]:
-        """After a restart: :func:`fedsim.checkpoint.recover_client` for every client;
+        """After a restart: :func:`fedsim.privacy.recovery.recover_client` for every client;
         returns each client's new accountant state and ε."""
         out = {}
         for cid, client in self.clients.items():

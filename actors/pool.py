@@ -13,7 +13,10 @@ invisible to the driver code:
 * Faults: a client actor that dies during a round is left out of it (the round
   aggregates the others), then restarted from the last checkpoint (or its clients'
   initial state), and its clients' ledgers are fixed by
-  :func:`fedsim.checkpoint.recover_client` from what they reported.  Outside rounds
+  :func:`fedsim.privacy.recovery.recover_client` from what they reported.  Which
+  checkpoint that is, the pool learns through :meth:`RayClientPool.checkpoint_written`
+  (called by :class:`~fedsim.callbacks.CheckpointCallback` after writing one and by
+  :func:`~fedsim.simulation.resume_run` after loading one).  Outside rounds
   (release, evaluation, ledger), a lost actor is restarted and the call retried once.
 * ``--ray.round-timeout-s``: clients still running at the deadline are left out of
   the round; their next round queues behind the late one.
@@ -211,7 +214,7 @@ class RayClientPool:
             self._confirmed[cid] = state
 
     def checkpoint_written(self, directory, shards: list[dict]) -> None:
-        """Remember the checkpoint a restarted actor starts from."""
+        """Remember the checkpoint a restarted actor starts from (the ``ClientPool`` hook)."""
         self._checkpoint = (str(directory), list(shards))
 
     def close(self) -> None:

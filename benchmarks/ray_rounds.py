@@ -28,21 +28,25 @@ load average before and after.
 from __future__ import annotations
 
 import gc
+import logging
 import os
 import statistics
 import time
 from dataclasses import dataclass
 from typing import Literal
 
+import torch
 import tyro
 
 from fedsim.algorithms.fedavg import FedAvgConfig
 from fedsim.algorithms.spec import TrainingConfig
 from fedsim.backend import RayConfig
+from fedsim.callbacks import RunCallback
 from fedsim.commands.train import TrainCommand
 from fedsim.commands.training_run import prepare
 from fedsim.data.federation import DataConfig
 from fedsim.data.synthetic import SyntheticConfig
+from fedsim.simulation import LocalClientPool, run_federation
 
 CaseName = Literal["fedavg-10x2000", "scale-10", "scale-100", "scale-1000"]
 CASES: dict[str, tuple[int, int, float, int]] = {  # clients, records per client, fraction, rounds
@@ -80,29 +84,36 @@ def command_of(case: str, rounds: int) -> TrainCommand:
         checkpoint_every=0, progress=False)
 
 
-def run_case(case: str, backend: str, bench: Benchmark) -> dict:
-    from fedsim.simulation import LocalClientPool, run_federation
+class RoundTimes(RunCallback):
+    """Appends every round's row with its end time to ``rows``; with a Ray ``pool``, the
+    round's driver overhead (its seconds minus the busiest actor's) to ``overheads``."""
 
+    def __init__(self, rows: list, pool=None, overheads: list | None = None) -> None:
+        self.rows, self.pool, self.overheads = rows, pool, overheads
+
+    def on_round_end(self, round_index: int, row: dict, result) -> None:
+        self.rows.append({**row, "_at": time.perf_counter()})
+        if self.pool is not None:
+            busiest = max(self.pool.round_stats["actor_seconds"].values(), default=0.0)
+            self.overheads.append(row["seconds"] - busiest)
+
+
+def run_case(case: str, backend: str, bench: Benchmark) -> dict:
     command = command_of(case, bench.rounds)
     prepared = prepare(command)
     rows, overheads = [], []
     started = time.perf_counter()
     if backend == "local":
-        import torch
-
         if bench.threads:
             torch.set_num_threads(bench.threads)
         server = prepared.module.make_server(prepared.spec, prepared.settings)
         pool = LocalClientPool(prepared.federation, prepared.spec, prepared.settings)
         startup = time.perf_counter() - started
         layout = "in-process"
-        result = run_federation(server, pool, prepared.settings,
-                                on_round=lambda row: rows.append({**row, "_at": time.perf_counter()}))
+        result = run_federation(server, pool, prepared.settings, [RoundTimes(rows)])
         init = 0.0
     else:
-        import logging
-
-        import ray
+        import ray  # inside the timed start-up, like the Ray runtime it starts
 
         from actors.driver import ray_federation
 
@@ -114,12 +125,7 @@ def run_case(case: str, backend: str, bench: Benchmark) -> dict:
                 startup = time.perf_counter() - started
                 layout = f"{pool.plan.num_actors} × {pool.plan.clients_per_actor}"
 
-                def on_round(row: dict) -> None:
-                    rows.append({**row, "_at": time.perf_counter()})
-                    busiest = max(pool.round_stats["actor_seconds"].values(), default=0.0)
-                    overheads.append(row["seconds"] - busiest)
-
-                result = run_federation(server, pool, prepared.settings, on_round=on_round)
+                result = run_federation(server, pool, prepared.settings, [RoundTimes(rows, pool, overheads)])
         finally:
             ray.shutdown()
     ended = time.perf_counter()

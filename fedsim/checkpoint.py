@@ -1,4 +1,4 @@
-"""Checkpoints of a federation run, ``--resume``, and client recovery after a lost worker.
+"""Checkpoint files of a federation run: reading and writing, nothing else.
 
 Layout, inside the run directory (every file written to a temporary name first; a
 checkpoint directory is renamed into place only once complete, then ``latest.json``
@@ -14,53 +14,35 @@ client actor for its own clients) through :func:`save_client_states`, so no proc
 ever holds a copy of every client's state; with ``--backend ray`` on a multi-node
 cluster the run directory must therefore be on storage every node sees.
 
-Resume: the rounds after the checkpoint are run again from the saved state with the
-same seeds, so they reproduce the lost rounds exactly: same updates, same noise, the
-same outputs.  Repeating a mechanism's run with the same randomness releases nothing
-new, and the resumed run's ledger equals the uninterrupted one's.
-
-Recovery (:func:`recover_client`, used by the Ray pool when a client actor dies): the
-clients of the lost actor restart from the last checkpoint (or their initial state),
-but their DP-SGD steps since then WERE run, and the updates of the completed rounds
-were released.  Their accountant is therefore set to the last one they reported after
-a completed round, plus a full round of steps for every round that was started but
-not confirmed (the round in which the actor died, and any round it was late for):
-the ledger errs on the side of more ε.  The client's noise generator is then re-seeded
-from a fresh stream: re-running rounds from old generator states on a new broadcast
-would reuse noise already released, and two outputs with the same noise would reveal
-their noiseless difference.  Recovery touches the client's privacy state only
-(:attr:`~fedsim.algorithms.base.Client.privacy_state`).
+Who uses these files: :class:`fedsim.callbacks.CheckpointCallback` writes them during a
+run, :func:`fedsim.simulation.resume_run` loads the latest one into a server and a
+pool before the rounds continue (the rounds after it are run again with the same
+seeds, so they reproduce the lost rounds exactly and release nothing new), and
+:mod:`fedsim.commands.resume` decides which configuration a ``--resume`` continues
+with.  The ledger of clients lost with a Ray worker is fixed by
+:mod:`fedsim.privacy.recovery`.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import random
 import shutil
-import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
 
-from fedsim.algorithms.base import Client
 from fedsim.errors import UserError
 from fedsim.io_utils import atomic_path, write_json_atomic
-from fedsim.privacy.accounting import ClientAccountant
-from fedsim.privacy.dp_trainer import record_dp_sgd_steps
-from fedsim.seeding import torch_generator
-from fedsim.simulation import RunResult, run_federation
 
 CHECKPOINTS = "checkpoints"
 SHARD_SIZE = 256
 FORMAT = 2  # 2: client states hold a privacy_state (accountant and noise stream)
-# TrainCommand fields that change how a run executes, not what it computes
-RUNTIME_FIELDS = ("backend", "ray", "threads", "progress", "out", "resume", "checkpoint_every")
 
 
 # --- client states (called by whoever holds the clients) ---------------------------------
@@ -93,32 +75,10 @@ def load_client_states(clients: Mapping[int, Any], directory: str | Path, shards
     return loaded
 
 
-def recover_client(client: Client, confirmed: dict | None, unconfirmed_rounds: int, seed: int,
-                   round_index: int, restart: int) -> None:
-    """Fix a client just restored from a checkpoint after its worker died (module docstring).
-
-    ``confirmed`` is the accountant state it reported after its last completed round
-    (None if it completed none since it was built); ``unconfirmed_rounds`` the rounds it
-    started without confirming, each charged as a full round
-    (:meth:`~fedsim.privacy.state.PrivacyState.round_charge`).  The accountant object is
-    updated in place (its holders see the change)."""
-    state = client.privacy_state
-    accountant = state.accountant
-    if confirmed is not None:
-        reported = ClientAccountant.from_state_dict(confirmed)
-        if reported.mechanism_runs() >= accountant.mechanism_runs():
-            accountant.history[:] = reported.history
-            accountant.kinds[:] = reported.kinds
-    if state.round_charge() is not None and unconfirmed_rounds > 0:
-        record_dp_sgd_steps(state, state.steps_per_round() * unconfirmed_rounds)
-    fresh = torch_generator(seed, "recovery", client.client_id, round_index, restart)
-    state.noise.reseed(int(torch.randint(0, 2**62, (1,), generator=fresh)))
-
-
 # --- the run's checkpoints ---------------------------------------------------------------
 @dataclass
 class Checkpoint:
-    """A checkpoint read back from a run directory."""
+    """A checkpoint of a run directory, read back or just written."""
 
     directory: Path
     rounds_done: int
@@ -131,14 +91,17 @@ class Checkpoint:
 
 
 def checkpoint_root(run_dir: str | Path) -> Path:
+    """The checkpoints directory of ``run_dir``."""
     return Path(run_dir) / CHECKPOINTS
 
 
-def _rng_states() -> dict:
+def rng_states() -> dict:
+    """The driver process's global RNG states (torch, numpy, random), as saved in a checkpoint."""
     return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
 
 
-def _set_rng_states(states: dict) -> None:
+def set_rng_states(states: dict) -> None:
+    """Restore the global RNG states :func:`rng_states` saved (those present in ``states``)."""
     if "torch" in states:
         torch.set_rng_state(states["torch"])
     if "numpy" in states:
@@ -148,8 +111,10 @@ def _set_rng_states(states: dict) -> None:
 
 
 def write_checkpoint(run_dir: str | Path, rounds_done: int, server, pool, round_metrics: list[dict],
-                     seconds: float, command: Any) -> Path:
-    """Write the checkpoint after ``rounds_done`` rounds (module docstring); return its directory."""
+                     seconds: float, command: Any) -> Checkpoint:
+    """Write the checkpoint after ``rounds_done`` rounds (module docstring): ``pool``
+    writes its clients' states, this process the server state, the rows, ``seconds``,
+    ``command`` and the RNG states.  Returns what was written."""
     root = checkpoint_root(run_dir)
     tag = uuid.uuid4().hex[:8]
     final = root / f"round-{rounds_done:06d}-{tag}"
@@ -159,7 +124,7 @@ def write_checkpoint(run_dir: str | Path, rounds_done: int, server, pool, round_
         shards = pool.save_states(tmp)
         state = {"format": FORMAT, "rounds_done": rounds_done, "server": server.state_dict(),
                  "round_metrics": list(round_metrics), "seconds": seconds, "shards": shards,
-                 "command": command, "rng": _rng_states()}
+                 "command": command, "rng": rng_states()}
         with atomic_path(tmp / "state.pt") as path:
             torch.save(state, path)
         os.replace(tmp, final)
@@ -170,9 +135,8 @@ def write_checkpoint(run_dir: str | Path, rounds_done: int, server, pool, round_
     for old in root.glob("round-*"):
         if old != final and old.is_dir():
             shutil.rmtree(old, ignore_errors=True)
-    if hasattr(pool, "checkpoint_written"):
-        pool.checkpoint_written(final, shards)
-    return final
+    return Checkpoint(final, rounds_done, state["server"], state["round_metrics"], seconds, shards, command,
+                      state["rng"])
 
 
 def load_checkpoint(run_dir: str | Path) -> Checkpoint:
@@ -190,82 +154,3 @@ def load_checkpoint(run_dir: str | Path) -> Checkpoint:
                         f"supported (this fedsim writes format {FORMAT}).")
     return Checkpoint(directory, state["rounds_done"], state["server"], state["round_metrics"],
                       state["seconds"], state["shards"], state["command"], state.get("rng", {}))
-
-
-class CheckpointWriter:
-    """``on_checkpoint`` callback of :func:`~fedsim.simulation.run_federation`: writes a
-    checkpoint every ``every`` rounds and after the last round."""
-
-    def __init__(self, run_dir: str | Path, every: int, total_rounds: int, server, pool, command: Any,
-                 seconds_before: float = 0.0) -> None:
-        self.run_dir, self.every, self.total_rounds = Path(run_dir), every, total_rounds
-        self.server, self.pool, self.command = server, pool, command
-        self.seconds_before = seconds_before
-        self.started = time.perf_counter()
-        self.written: list[int] = []
-
-    def __call__(self, rounds_done: int, result) -> None:
-        if self.every <= 0 or (rounds_done % self.every and rounds_done != self.total_rounds):
-            return
-        seconds = self.seconds_before + time.perf_counter() - self.started
-        write_checkpoint(self.run_dir, rounds_done, self.server, self.pool, result.round_metrics,
-                         seconds, self.command)
-        self.written.append(rounds_done)
-
-
-def run_with_checkpoints(server, pool, settings, *, run_dir: str | Path | None, every: int,
-                         resume: bool, command: Any = None,
-                         on_round: Callable[[dict], None] | None = None):
-    """:func:`~fedsim.simulation.run_federation`, resumed from ``run_dir``'s latest
-    checkpoint when ``resume``, writing checkpoints every ``every`` rounds (0 = never)."""
-    start, result, seconds_before = 0, None, 0.0
-    if resume:
-        checkpoint = load_checkpoint(run_dir)
-        server.load_state_dict(checkpoint.server)
-        pool.load_states(checkpoint.directory, checkpoint.shards)
-        if hasattr(pool, "checkpoint_written"):
-            pool.checkpoint_written(checkpoint.directory, checkpoint.shards)
-        _set_rng_states(checkpoint.rng)
-        start, seconds_before = checkpoint.rounds_done, checkpoint.seconds
-        result = RunResult(round_metrics=list(checkpoint.round_metrics), seconds=checkpoint.seconds)
-    writer = None
-    if every > 0:
-        if run_dir is None:
-            raise ValueError("checkpoints need a run directory")
-        writer = CheckpointWriter(run_dir, every, settings.schedule.rounds, server, pool, command, seconds_before)
-    return run_federation(server, pool, settings, on_round=on_round, start_round=start, result=result,
-                          on_checkpoint=writer)
-
-
-# --- --resume: which configuration continues ---------------------------------------------
-def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        out: dict[str, Any] = {}
-        for f in dataclasses.fields(value):
-            out.update(_flatten(getattr(value, f.name), f"{prefix}{f.name}."))
-        return out
-    return {prefix[:-1]: value}
-
-
-def resume_command(current, saved, run_dir: str | Path):
-    """The command a ``--resume run_dir`` continues with: ``saved`` (the run's own
-    configuration) with the runtime options of ``current``, i.e. of this command line
-    (backend, Ray options, threads, progress, checkpoint cadence; they do not change
-    results).  Options that change results must not be given with ``--resume`` unless
-    they equal the saved ones (a UserError names them)."""
-    default = type(current)()
-    now, before, base = _flatten(current), _flatten(saved), _flatten(default)
-
-    def runtime(key: str) -> bool:
-        return key.split(".")[0] in RUNTIME_FIELDS
-
-    conflicts = [key for key, value in now.items()
-                 if not runtime(key) and value != base.get(key) and value != before.get(key)]
-    if conflicts:
-        options = ", ".join("--" + k.replace("_", "-") for k in conflicts[:4])
-        raise UserError(f"--resume {run_dir} continues the run with its saved configuration; drop {options} "
-                        "(they differ from the saved values).")
-    overrides = {name: getattr(current, name) for name in RUNTIME_FIELDS if hasattr(current, name)}
-    overrides["out"] = Path(run_dir)
-    overrides["resume"] = Path(run_dir)
-    return dataclasses.replace(saved, **{k: v for k, v in overrides.items() if hasattr(saved, k)})

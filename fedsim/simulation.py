@@ -4,21 +4,31 @@
 *client pool*: :class:`LocalClientPool` calls client objects in this process (the
 ``local`` backend); the Ray runtime in ``actors/`` provides a pool with the same
 methods backed by actors.  Same seed and settings ⇒ the same results on both.
+
+What happens around the rounds (checkpoints, a progress bar, reports to Ray Tune) is
+given to the driver as :class:`~fedsim.callbacks.RunCallback` s.  A resumed run first
+loads its latest checkpoint into the server and the pool with :func:`resume_run`, then
+calls :func:`run_federation` with the round and the result it returns.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, Sequence
 
 import numpy as np
 
 from fedsim.algorithms.base import Client, ClientUpdate, LocalDiagnostics
 from fedsim.algorithms.registry import RunSettings, algorithm_module
 from fedsim.algorithms.spec import FederationSpec
+from fedsim.checkpoint import load_checkpoint, load_client_states, save_client_states, set_rng_states
 from fedsim.evaluation.blend import ClientEvaluation
 from fedsim.seeding import numpy_rng
+
+if TYPE_CHECKING:
+    from fedsim.callbacks import RunCallback
 
 
 class ClientPool(Protocol):
@@ -33,6 +43,9 @@ class ClientPool(Protocol):
     def privacy_records(self, ids: Sequence[int]) -> list[Any]: ...
     def save_states(self, directory) -> list[dict]: ...
     def load_states(self, directory, shards: list[dict]) -> None: ...
+    def checkpoint_written(self, directory, shards: list[dict]) -> None:
+        """The checkpoint in ``directory`` (written or loaded) is the run's latest: the one
+        a client worker lost from now on restarts from."""
 
 
 class LocalClientPool:
@@ -61,15 +74,14 @@ class LocalClientPool:
 
     def save_states(self, directory):
         """Write every client's state into checkpoint ``directory``; return the shard list."""
-        from fedsim.checkpoint import save_client_states  # not at the top: it imports this module
-
         return save_client_states(self.clients, self.client_ids, directory)
 
     def load_states(self, directory, shards):
         """Load every client's state from checkpoint ``directory``."""
-        from fedsim.checkpoint import load_client_states  # not at the top: it imports this module
-
         load_client_states(self.clients, directory, shards)
+
+    def checkpoint_written(self, directory, shards):
+        """Nothing to remember: clients in this process are never lost on their own."""
 
 
 def sample_clients(client_ids: Sequence[int], fraction: float, seed: int, round_index: int) -> list[int]:
@@ -92,21 +104,39 @@ class RunResult:
     seconds: float = 0.0
 
 
-def run_federation(server, pool: ClientPool, settings: RunSettings,
-                   on_round: Callable[[dict], None] | None = None,
-                   start_round: int = 0, result: RunResult | None = None,
-                   on_checkpoint: Callable[[int, RunResult], None] | None = None) -> RunResult:
-    """Run all rounds, the release, the server's finalisation and the evaluation.
+def resume_run(run_dir: str | Path, server, pool: ClientPool) -> tuple[int, RunResult]:
+    """Load ``run_dir``'s latest checkpoint (:func:`fedsim.checkpoint.load_checkpoint`)
+    into ``server`` and ``pool`` and restore the driver's RNG states; return the round
+    to continue from and the result so far (its rows and seconds), the ``start_round``
+    and ``result`` of :func:`run_federation`."""
+    checkpoint = load_checkpoint(run_dir)
+    server.load_state_dict(checkpoint.server)
+    pool.load_states(checkpoint.directory, checkpoint.shards)
+    pool.checkpoint_written(checkpoint.directory, checkpoint.shards)
+    set_rng_states(checkpoint.rng)
+    return checkpoint.rounds_done, RunResult(round_metrics=list(checkpoint.round_metrics), seconds=checkpoint.seconds)
+
+
+def run_federation(server, pool: ClientPool, settings: RunSettings, callbacks: Sequence[RunCallback] = (),
+                   start_round: int = 0, result: RunResult | None = None) -> RunResult:
+    """Run rounds ``start_round`` … ``rounds − 1``, the release, the server's
+    finalisation and the evaluation, calling ``callbacks`` (:mod:`fedsim.callbacks`)
+    on the way; ``result`` holds the earlier rounds of a resumed run (:func:`resume_run`).
 
     ``server`` may be a proxy (the Ray backend's): the broadcast is handed to the pool
     as it comes, and the pool's updates to ``server.aggregate`` as they come.  A pool
     may return fewer outcomes than clients asked (a lost or late worker): the round
-    aggregates the others and its row counts the ``dropped`` ones.  ``epsilon_max`` is
-    the running maximum over the clients that took part so far (ε never decreases)."""
+    aggregates the others and its row counts the ``dropped`` ones.  A round's row:
+    ``round`` (1-based), ``clients``, ``seconds``, ``dropped`` (when some were), the
+    mean of every diagnostic metric the clients reported, and ``epsilon_max``, the
+    running maximum over the clients that took part so far (ε never decreases)."""
+    callbacks = list(callbacks)
     result = result or RunResult()
     started = time.perf_counter()
     schedule = settings.schedule
     epsilon_max = None
+    for callback in callbacks:
+        callback.on_start(start_round, result)
     for round_index in range(start_round, schedule.rounds):
         round_started = time.perf_counter()
         ids = sample_clients(pool.client_ids, schedule.client_fraction, settings.seed, round_index)
@@ -124,13 +154,13 @@ def run_federation(server, pool: ClientPool, settings: RunSettings,
         epsilon_max = float(max([*epsilons, 0.0 if epsilon_max is None else epsilon_max]))
         row["epsilon_max"] = epsilon_max
         result.round_metrics.append(row)
-        if on_round:
-            on_round(row)
-        if on_checkpoint:
-            on_checkpoint(round_index + 1, result)
+        for callback in callbacks:
+            callback.on_round_end(round_index, row, result)
     releases = pool.release(pool.client_ids)
     result.artifact = server.finalize(releases)
     result.evaluations = pool.evaluate(pool.client_ids, result.artifact)
     result.privacy_records = pool.privacy_records(pool.client_ids)
     result.seconds += time.perf_counter() - started
+    for callback in callbacks:
+        callback.on_finish(result)
     return result

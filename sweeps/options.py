@@ -10,7 +10,12 @@ from pathlib import Path
 from typing import Literal
 
 from fedsim.commands.federation_options import FederationOptions
+from fedsim.commands.resume import results_config
+from fedsim.commands.train import TrainCommand
 from fedsim.errors import UserError
+from fedsim.outputs import config_dict
+from sweeps.grid import build_grid
+from sweeps.runner import run_sweep
 
 DEFAULT_OUT = Path("sweeps-out/privacy-utility")
 
@@ -64,15 +69,11 @@ class RunOptions(FederationOptions):
     progress_interval: float = 30.0
     """Seconds between progress lines (trials done/total, ETA); one is also printed whenever a trial ends."""
     def execute(self) -> int:
-        from sweeps.runner import run_sweep
-
         return run_sweep(self)
 
     def base_command(self):
         """The ``TrainCommand`` every trial starts from (dataset paths made absolute, since
         Tune runs each trial in its own working directory)."""
-        from fedsim.commands.train import TrainCommand
-
         data = self.data
         path = Path(data.dataset).expanduser()
         if path.suffix.lower() in (".parquet", ".npz") and not path.is_absolute():
@@ -86,10 +87,8 @@ class RunOptions(FederationOptions):
         trial's placement group, so the runtime's actor plan and the bundles agree."""
         if self.backend != "ray":
             return None
-        from fedsim.backend import RayConfig
-
         base = self.base_command()
-        ray = getattr(base, "ray", RayConfig())
+        ray = base.ray
         return dataclasses.replace(ray, address=None, num_cpus=0, cpus_per_actor=self.cpus_per_client,
                                    gpus_per_actor=self.gpus_per_client, clients_per_actor=self.clients_per_actor,
                                    max_actors=self.actors_per_trial())
@@ -100,8 +99,6 @@ class RunOptions(FederationOptions):
 
     def grid(self):
         """The validated :class:`~sweeps.grid.Grid` (``UserError`` naming the bad option)."""
-        from sweeps.grid import build_grid
-
         return build_grid(self.methods, self.epsilons, self.alphas,
                           self.lambda_mmd if self.lambda_mmd is not None else (self.fedhypevae.lambda_mmd,),
                           self.lambda_v if self.lambda_v is not None else (self.fedhypevae.lambda_v,),
@@ -133,10 +130,8 @@ class RunOptions(FederationOptions):
     def definition(self) -> dict:
         """What the sweep computes (the grid and every trial's base options, not how it is
         executed), JSON-ready; an existing sweep is resumed only when this is unchanged."""
-        from fedsim.outputs import config_dict
-
-        base = config_dict(self.base_command())
-        for name in ("out", "threads", "progress", "backend", "ray", "resume", "seed", "algorithm"):
+        base = results_config(config_dict(self.base_command()))
+        for name in ("seed", "algorithm"):  # set by each trial
             base.pop(name, None)
         values = {"grid": config_dict(self.grid()), "base": base}
         return values
@@ -144,8 +139,6 @@ class RunOptions(FederationOptions):
 
 def train_backends() -> tuple[str, ...]:
     """The values TrainCommand's ``backend`` option accepts in this installation."""
-    from fedsim.commands.train import TrainCommand
-
     return typing.get_args(typing.get_type_hints(TrainCommand)["backend"])
 
 

@@ -10,7 +10,8 @@ A trial rerun after an interruption (sweep resumed, node lost) continues from th
 latest checkpoint in its run directory (fedsim's ``--resume``: the lost rounds are
 recomputed exactly, the ledger is unchanged) when that checkpoint holds the same
 configuration; the checkpoint's earlier rounds are reported to Tune first, so the
-trial's per-round history stays complete.
+trial's per-round history stays complete.  Rows reach Tune through
+:class:`TuneReporter`, a :class:`~fedsim.callbacks.RunCallback` of the run.
 
 This module must stay importable by name on every Ray worker (``sweeps.trial``):
 Tune pickles ``run_trial`` by reference.
@@ -23,6 +24,15 @@ import dataclasses
 import numbers
 import traceback
 from pathlib import Path
+
+import torch
+
+from fedsim.callbacks import RunCallback
+from fedsim.checkpoint import checkpoint_root, load_checkpoint
+from fedsim.commands.resume import results_config
+from fedsim.commands.training_run import run_training
+from fedsim.outputs import config_dict
+from sweeps.grid import trial_command
 
 
 def scalars(row: dict) -> dict:
@@ -40,32 +50,31 @@ def with_checkpoint(command):
     """``(command, earlier_rows)``: ``command`` set to resume from its run directory's latest
     checkpoint, and that checkpoint's round rows, when the checkpoint was written by the
     same configuration (every option except runtime ones); else ``(command, [])``."""
-    from fedsim.checkpoint import RUNTIME_FIELDS, checkpoint_root, load_checkpoint
-    from fedsim.outputs import config_dict
-
-    if not hasattr(command, "resume") or not (checkpoint_root(command.out) / "latest.json").is_file():
+    if not (checkpoint_root(command.out) / "latest.json").is_file():
         return command, []
     try:
         checkpoint = load_checkpoint(command.out)
     except Exception:  # noqa: BLE001 - an unreadable checkpoint: run from the start
         return command, []
 
-    def results_config(cmd) -> dict:
-        values = config_dict(cmd)
-        return {k: v for k, v in values.items() if k not in RUNTIME_FIELDS}
-
-    if results_config(checkpoint.command) != results_config(command):
+    if results_config(config_dict(checkpoint.command)) != results_config(config_dict(command)):
         return command, []
     return dataclasses.replace(command, resume=command.out), list(checkpoint.round_metrics)
 
 
+class TuneReporter(RunCallback):
+    """Reports every round's row to Ray Tune (``final = 0``)."""
+
+    def __init__(self, report) -> None:
+        self.report = report  # ray.tune.report, given by the trial (Ray is imported only there)
+
+    def on_round_end(self, round_index: int, row: dict, result) -> None:
+        self.report({**scalars(row), "final": 0})
+
+
 def run_trial(config: dict, *, base, runs_dir: str, backend: str = "local", threads: int = 1, ray=None) -> None:
     """Run the federation of trial ``config`` (see :func:`sweeps.grid.trial_command`)."""
-    import torch
-    from ray import tune
-
-    from fedsim.commands.training_run import run_training
-    from sweeps.grid import trial_command
+    from ray import tune  # only on a Tune worker: importing this module must not start Ray's import
 
     torch.set_num_threads(threads)
     command = trial_command(base, config, Path(runs_dir), backend, threads, ray)
@@ -74,13 +83,10 @@ def run_trial(config: dict, *, base, runs_dir: str, backend: str = "local", thre
     for row in earlier:
         tune.report({**scalars(row), "final": 0})
 
-    def on_round(row: dict) -> None:
-        tune.report({**scalars(row), "final": 0})
-
     with open(command.out / "train.log", "a", encoding="utf-8") as log:
         with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
             try:
-                summary = run_training(command, on_round=on_round)
+                summary = run_training(command, [TuneReporter(tune.report)])
             except BaseException:
                 traceback.print_exc(file=log)
                 raise

@@ -121,7 +121,7 @@ class Client(Protocol):
     ``privacy_state`` is the only part of a client's state the runtime reads or changes
     directly: ε for the round metrics, the accountant for the reports of the Ray
     runtime, and its accountant and noise stream when a lost worker's clients are
-    recovered (:func:`fedsim.checkpoint.recover_client`)."""
+    recovered (:func:`fedsim.privacy.recovery.recover_client`)."""
 
     client_id: int
 

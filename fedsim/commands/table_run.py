@@ -21,14 +21,20 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from tqdm import tqdm
+
+from fedsim.commands.resume import results_config
 from fedsim.commands.train import TrainCommand
+from fedsim.commands.training_run import run_configuration, validate
 from fedsim.errors import UserError
+from fedsim.evaluation.fidelity import fidelity, held_out_real
+from fedsim.evaluation.report import write_reports
 from fedsim.io_utils import write_json_atomic
 from fedsim.outputs import config_dict
+from fedsim.seeding import torch_generator
 
 METHOD_NAMES = {"fedavg": "FedAvg", "fedprox": "FedProx", "fedlambda": "FedLambda", "dp-cgan": "DP-CGAN",
                 "dp-cvae": "DP-CVAE", "fedhypevae": "FedHypeVAE"}
-RUNTIME_FIELDS = ("out", "progress", "threads", "backend", "ray", "checkpoint_every", "resume")  # no effect on results
 
 
 @dataclass(frozen=True)
@@ -112,7 +118,7 @@ def plan(table) -> list[PlannedRun]:
 
 def fingerprint(command: TrainCommand) -> str:
     """SHA-256 of the run's configuration, without options that do not change results."""
-    config = {k: v for k, v in config_dict(command).items() if k not in RUNTIME_FIELDS}
+    config = results_config(config_dict(command))
     return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()
 
 
@@ -129,10 +135,6 @@ def load_finished(path: Path, planned: PlannedRun) -> dict | None:
 
 def run_one(planned: PlannedRun) -> dict:
     """Run one configuration and build its record (module docstring)."""
-    from fedsim.commands.training_run import run_configuration
-    from fedsim.evaluation.fidelity import fidelity, held_out_real
-    from fedsim.seeding import torch_generator
-
     started = time.perf_counter()
     outcome = run_configuration(planned.command)
     real = held_out_real(outcome.prepared.federation)
@@ -159,11 +161,6 @@ def run_one(planned: PlannedRun) -> dict:
 
 def run_table(table) -> dict:
     """Run (or reuse) every planned run, write the reports; return counts and the summary."""
-    from tqdm import tqdm
-
-    from fedsim.commands.training_run import validate
-    from fedsim.evaluation.report import write_reports
-
     table.validate()
     runs = plan(table)
     for planned in runs:  # every option checked before any work starts

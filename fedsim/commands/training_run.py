@@ -1,22 +1,36 @@
-"""The body of ``train``: validate, build, run, write the run directory, print results."""
+"""The body of ``train``: validate, build, run, write the run directory, print results.
+
+:func:`simulate` builds the server and the client pool of the command's backend and
+runs :func:`fedsim.simulation.run_federation` with the caller's callbacks, plus a
+:class:`~fedsim.callbacks.CheckpointCallback` when the run has a directory and
+``--checkpoint-every K``; with ``--resume`` it first loads the latest checkpoint
+(:func:`fedsim.simulation.resume_run`).  :func:`run_training` adds the progress bar
+and the ``--resume`` configuration merge (:mod:`fedsim.commands.resume`).
+"""
 
 from __future__ import annotations
 
 import os
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 from types import ModuleType
+from typing import Sequence
 
 import torch
 
 from fedsim.algorithms.registry import RunSettings, algorithm_module
 from fedsim.algorithms.spec import FederationSpec
+from fedsim.callbacks import CheckpointCallback, ProgressBar, RunCallback
+from fedsim.checkpoint import load_checkpoint
+from fedsim.commands.resume import resume_command
 from fedsim.data.federation import Federation, load_federation
+from fedsim.errors import UserError
 from fedsim.evaluation.blend import chosen_results, summarize
 from fedsim.outputs import config_dict, write_frame, write_json, write_synthetic
 from fedsim.privacy.ledger import format_ledger, ledger_note, ledger_to_json
 from fedsim.seeding import torch_generator
-from fedsim.simulation import LocalClientPool, RunResult
+from fedsim.simulation import LocalClientPool, RunResult, resume_run, run_federation
 
 
 def validate(command) -> None:
@@ -27,11 +41,9 @@ def validate(command) -> None:
     method = command.method_config()
     if hasattr(method, "validate"):
         method.validate()
-    if getattr(command, "backend", "local") == "ray":
+    if command.backend == "ray":
         command.ray.validate()
-    if getattr(command, "checkpoint_every", 0) < 0:
-        from fedsim.errors import UserError
-
+    if command.checkpoint_every < 0:
         raise UserError(f"--checkpoint-every must be >= 0 (0 = never), got {command.checkpoint_every}.")
 
 
@@ -58,28 +70,36 @@ def prepare(command) -> Prepared:
     return Prepared(federation, spec, settings, algorithm_module(command.algorithm))
 
 
-def simulate(command, prepared: Prepared, on_round=None, run_dir=None) -> RunResult:
+def simulate(command, prepared: Prepared, callbacks: Sequence[RunCallback] = (),
+             run_dir: Path | None = None) -> RunResult:
     """Build the server and the client pool of ``command``'s backend and run every round,
-    the release, the finalisation and the per-client evaluation.  With ``run_dir``,
-    checkpoints go there every ``--checkpoint-every`` rounds, and ``--resume`` starts
-    from its latest one (:mod:`fedsim.checkpoint`)."""
-    from fedsim.checkpoint import run_with_checkpoints
-
-    def run(server, pool) -> RunResult:
-        return run_with_checkpoints(
-            server, pool, prepared.settings, run_dir=run_dir,
-            every=getattr(command, "checkpoint_every", 0) if run_dir is not None else 0,
-            resume=run_dir is not None and getattr(command, "resume", None) is not None,
-            command=command, on_round=on_round)
-
-    if getattr(command, "backend", "local") == "ray":
-        from actors.driver import ray_federation  # the Ray runtime lives outside fedsim
+    the release, the finalisation and the per-client evaluation (module docstring).
+    With ``run_dir``, checkpoints go there every ``--checkpoint-every`` rounds, and
+    ``--resume`` starts from its latest one."""
+    if command.backend == "ray":
+        from actors.driver import ray_federation  # the Ray runtime lives outside fedsim, imported only when used
 
         with ray_federation(prepared, command.ray) as (server, pool):
-            return run(server, pool)
+            return run_rounds(command, prepared.settings, server, pool, callbacks, run_dir)
     server = prepared.module.make_server(prepared.spec, prepared.settings)
     pool = LocalClientPool(prepared.federation, prepared.spec, prepared.settings)
-    return run(server, pool)
+    return run_rounds(command, prepared.settings, server, pool, callbacks, run_dir)
+
+
+def run_rounds(command, settings: RunSettings, server, pool, callbacks: Sequence[RunCallback] = (),
+               run_dir: Path | None = None) -> RunResult:
+    """:func:`~fedsim.simulation.run_federation` of ``server`` and ``pool`` with
+    ``callbacks``, resumed from ``run_dir`` (``--resume``) and checkpointed into it
+    (``--checkpoint-every``) when ``run_dir`` is given."""
+    start, result = 0, None
+    callbacks = list(callbacks)
+    if run_dir is not None:
+        if command.resume is not None:
+            start, result = resume_run(run_dir, server, pool)
+        if command.checkpoint_every > 0:
+            callbacks.append(CheckpointCallback(run_dir, command.checkpoint_every, settings.schedule.rounds,
+                                                server, pool, command))
+    return run_federation(server, pool, settings, callbacks, start_round=start, result=result)
 
 
 @dataclass(frozen=True)
@@ -93,23 +113,21 @@ class ConfigurationResult:
     ledger: dict
 
 
-def run_configuration(command, on_round=None) -> ConfigurationResult:
+def run_configuration(command, callbacks: Sequence[RunCallback] = ()) -> ConfigurationResult:
     """Run ``command`` without writing anything (the ``table`` command's unit of work)."""
     prepared = prepare(command)
-    result = simulate(command, prepared, on_round=on_round)
+    result = simulate(command, prepared, callbacks)
     return ConfigurationResult(prepared, result, chosen_results(result.evaluations, command.evaluation.selection),
                                ledger_to_json(result.privacy_records))
 
 
-def run_training(command, on_round=None) -> dict:
+def run_training(command, callbacks: Sequence[RunCallback] = ()) -> dict:
     """Run ``command`` (a :class:`~fedsim.commands.train.TrainCommand`); return the summary.
 
-    ``on_round(row)`` is called after every round with that round's metrics row (for
-    example to report to Ray Tune), besides the progress bar.  With ``--resume`` the
-    run continues from its directory's latest checkpoint with its saved configuration."""
-    if getattr(command, "resume", None) is not None:
-        from fedsim.checkpoint import load_checkpoint, resume_command
-
+    ``callbacks`` (:mod:`fedsim.callbacks`, for example a reporter to Ray Tune) are
+    called during the run, after the progress bar.  With ``--resume`` the run continues
+    from its directory's latest checkpoint with its saved configuration."""
+    if command.resume is not None:
         checkpoint = load_checkpoint(command.resume)
         command = resume_command(command, checkpoint.command, command.resume)
         print(f"fedsim: resuming {command.resume} after round {checkpoint.rounds_done}", file=sys.stderr)
@@ -122,35 +140,9 @@ def run_training(command, on_round=None) -> dict:
     print(f"fedsim: {command.algorithm} on {federation.dataset_name} — {spec.num_clients} clients, "
           f"{command.data.partition} partition, ε={command.privacy.epsilon}, δ={command.privacy.delta}, "
           f"{command.training.rounds} rounds → {out}", file=sys.stderr)
-    progress = _progress(command)
-
-    def report(row: dict) -> None:
-        for callback in (progress, on_round):
-            if callback is not None:
-                callback(row)
-
-    result = simulate(command, prepared, on_round=report, run_dir=out)
+    progress = [ProgressBar(command.training.rounds)] if command.progress else []
+    result = simulate(command, prepared, [*progress, *callbacks], run_dir=out)
     return write_outputs(command, federation, spec, module, result, out)
-
-
-def _progress(command):
-    if not command.progress:
-        return None
-    from tqdm import tqdm
-
-    bar = tqdm(total=command.training.rounds, desc="rounds", unit="round", file=sys.stderr,
-               disable=not command.progress)
-
-    def on_round(row: dict) -> None:
-        postfix = {"eps": f"{row['epsilon_max']:.3g}"}
-        if "reconstruction" in row:
-            postfix["recon"] = f"{row['reconstruction']:.4f}"
-        bar.set_postfix(postfix, refresh=False)
-        bar.update(row["round"] - bar.n)  # a resumed run starts after its checkpoint
-        if row["round"] >= command.training.rounds:
-            bar.close()
-
-    return on_round
 
 
 def write_outputs(command, federation, spec, module, result: RunResult, out) -> dict:

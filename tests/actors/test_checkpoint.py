@@ -9,17 +9,31 @@ import pandas as pd
 import pytest
 import torch
 
-from fedsim.checkpoint import load_checkpoint, recover_client, resume_command
+from fedsim.callbacks import RunCallback
+from fedsim.checkpoint import load_checkpoint
+from fedsim.commands.resume import resume_command
 from fedsim.commands.train import TrainCommand
 from fedsim.commands.training_run import prepare, run_training
 from fedsim.errors import UserError
 from fedsim.run import main
+from fedsim.privacy.recovery import recover_client
 from fedsim.simulation import LocalClientPool
 from runtime_helpers import tiny_command
 
 
 class Interrupt(Exception):
     pass
+
+
+class DieInRound(RunCallback):
+    """Interrupts a run at the end of round ``round`` (before its checkpoint)."""
+
+    def __init__(self, round: int) -> None:
+        self.round = round
+
+    def on_round_end(self, round_index, row, result):
+        if row["round"] == self.round:
+            raise Interrupt
 
 
 def assert_same_outputs(run_dir, reference):
@@ -40,12 +54,8 @@ def test_resume_continues_a_killed_run_to_the_same_results(tmp_path, capsys):
     command = replace(command, training=replace(command.training, batch_size=32))
     run_training(replace(command, out=tmp_path / "whole"))
 
-    def die_in_round_3(row):
-        if row["round"] == 3:
-            raise Interrupt
-
     with pytest.raises(Interrupt):
-        run_training(replace(command, out=tmp_path / "killed"), on_round=die_in_round_3)
+        run_training(replace(command, out=tmp_path / "killed"), [DieInRound(3)])
     assert load_checkpoint(tmp_path / "killed").rounds_done == 2
     assert not (tmp_path / "killed" / "summary.json").exists()
     assert main(["--resume", str(tmp_path / "killed"), "--backend", "local", "--no-progress"]) == 0  # the CLI

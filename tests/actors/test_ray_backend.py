@@ -17,8 +17,9 @@ import pytest
 from actors.client_actor import ClientActor
 from fedsim.algorithms.fedavg import FedAvgConfig
 from fedsim.backend import RayConfig
-from fedsim.checkpoint import run_with_checkpoints
+from fedsim.callbacks import CheckpointCallback, RunCallback
 from fedsim.commands.training_run import prepare, simulate
+from fedsim.simulation import run_federation
 from runtime_helpers import assert_same_results, tiny_command
 
 RAY = RayConfig(num_cpus=2, max_actors=2)
@@ -57,12 +58,14 @@ def test_an_actor_killed_mid_round_does_not_stop_the_run_and_its_steps_stay_coun
     command = _private_fedavg()
     prepared = prepare(command)
     with ray_federation(prepared, RAY, verbose=False, actor_class=SlowFourthRound) as (server, pool):
-        def kill_during_round_4(row):
-            if row["round"] == 3:  # the checkpoint of round 2 exists; round 4 starts right after
-                threading.Timer(0.7, ray_cluster.kill, (pool.actors[0],), {"no_restart": True}).start()
+        class KillDuringRound4(RunCallback):
+            def on_round_end(self, round_index, row, result):
+                if row["round"] == 3:  # the checkpoint of round 2 exists; round 4 starts right after
+                    threading.Timer(0.7, ray_cluster.kill, (pool.actors[0],), {"no_restart": True}).start()
 
-        result = run_with_checkpoints(server, pool, prepared.settings, run_dir=tmp_path, every=2, resume=False,
-                                      command=command, on_round=kill_during_round_4)
+        checkpoints = CheckpointCallback(tmp_path, 2, command.training.rounds, server, pool, command)
+        result = run_federation(server, pool, prepared.settings, [KillDuringRound4(), checkpoints])
+        assert checkpoints.written == [2, 4]
         events = list(pool.events)
     rows = result.round_metrics
     assert [row["clients"] for row in rows] == [4, 4, 4, 2] and rows[3]["dropped"] == 2
@@ -95,12 +98,13 @@ def test_resume_on_ray_from_a_local_checkpoint(ray_cluster, tmp_path):
     class Interrupt(Exception):
         pass
 
-    def die(row):
-        if row["round"] == 3:
-            raise Interrupt
+    class Die(RunCallback):
+        def on_round_end(self, round_index, row, result):
+            if row["round"] == 3:
+                raise Interrupt
 
     with pytest.raises(Interrupt):
-        simulate(command, prepare(command), on_round=die, run_dir=tmp_path)
+        simulate(command, prepare(command), [Die()], run_dir=tmp_path)
     resumed = replace(command, backend="ray", ray=RAY, resume=tmp_path)
     assert_same_results(whole, simulate(resumed, prepare(resumed), run_dir=tmp_path))
 

@@ -1,0 +1,58 @@
+"""``train --resume``: which configuration an interrupted run continues with, and the one
+list of *runtime* options (they change how a run executes, not what it computes).
+
+:data:`RUNTIME_FIELDS` is used wherever two configurations are compared for "same
+results": the ``--resume`` merge (:func:`resume_command`), the ``table`` command's run
+fingerprints, a sweep trial continuing from its checkpoint, and a sweep's definition.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from fedsim.errors import UserError
+
+RUNTIME_FIELDS = ("backend", "ray", "threads", "progress", "out", "resume", "checkpoint_every")
+"""TrainCommand fields that change how a run executes, not what it computes."""
+
+
+def results_config(config: dict[str, Any]) -> dict[str, Any]:
+    """``config`` (a :func:`fedsim.outputs.config_dict`) without the runtime fields: the
+    options that determine a run's results."""
+    return {key: value for key, value in config.items() if key not in RUNTIME_FIELDS}
+
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    """``{"privacy.epsilon": 1.0, ...}``: every leaf field of a (nested) dataclass."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(value):
+            out.update(_flatten(getattr(value, f.name), f"{prefix}{f.name}."))
+        return out
+    return {prefix[:-1]: value}
+
+
+def resume_command(current, saved, run_dir: str | Path):
+    """The command a ``--resume run_dir`` continues with: ``saved`` (the run's own
+    configuration) with the runtime options of ``current``, i.e. of this command line
+    (backend, Ray options, threads, progress, checkpoint cadence; they do not change
+    results).  Options that change results must not be given with ``--resume`` unless
+    they equal the saved ones (a UserError names them)."""
+    default = type(current)()
+    now, before, base = _flatten(current), _flatten(saved), _flatten(default)
+
+    def runtime(key: str) -> bool:
+        return key.split(".")[0] in RUNTIME_FIELDS
+
+    conflicts = [key for key, value in now.items()
+                 if not runtime(key) and value != base.get(key) and value != before.get(key)]
+    if conflicts:
+        options = ", ".join("--" + k.replace("_", "-") for k in conflicts[:4])
+        raise UserError(f"--resume {run_dir} continues the run with its saved configuration; drop {options} "
+                        "(they differ from the saved values).")
+    overrides = {name: getattr(current, name) for name in RUNTIME_FIELDS}
+    overrides["out"] = Path(run_dir)
+    overrides["resume"] = Path(run_dir)
+    return dataclasses.replace(saved, **overrides)
