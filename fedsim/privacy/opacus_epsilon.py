@@ -38,11 +38,13 @@ from opacus.accountants.analysis.prv import (
     compose_heterogeneous,
     discretize,
 )
+from scipy import special
 
 Entry = tuple[float, float, int]
 """One mechanism of a history: ``(noise_multiplier, sample_rate, steps)``."""
 
 ORDERS = np.atleast_1d(np.asarray(RDPAccountant.DEFAULT_ALPHAS, dtype=float))
+_INTEGER = np.array([float(a).is_integer() for a in ORDERS])
 _ANCHOR_ORDERS = (2, 3, 4, 5, 6, 7, 8, 10, 12, 14, 16, 20, 24, 28, 32, 40, 48, 56, 63)
 _ANCHOR = np.isin(ORDERS, _ANCHOR_ORDERS)
 """Integer orders always computed (finite sums); every other order is bounded below by
@@ -71,11 +73,38 @@ class _OneStepRDP:
     def at(self, indices: np.ndarray) -> np.ndarray:
         missing = indices[~self.known[indices]]
         if len(missing):
-            self.values[missing] = rdp_analysis.compute_rdp(
-                q=self.sample_rate, noise_multiplier=self.noise_multiplier, steps=1,
-                orders=ORDERS[missing])
-            self.known[missing] = True
+            q, sigma = self.sample_rate, self.noise_multiplier
+            if 0 < q < 1 and sigma > 0:
+                integer = missing[_INTEGER[missing]]
+                for index in integer:
+                    order = ORDERS[index]
+                    self.values[index] = _log_a_integer_order(q, sigma, int(order)) / (order - 1)
+                missing = missing[~_INTEGER[missing]]
+                self.known[integer] = True
+            if len(missing):
+                self.values[missing] = rdp_analysis.compute_rdp(
+                    q=q, noise_multiplier=sigma, steps=1, orders=ORDERS[missing])
+                self.known[missing] = True
         return self.values[indices]
+
+
+@functools.lru_cache(maxsize=None)
+def _log_binomials(order: int) -> tuple[float, ...]:
+    """``math.log(special.binom(order, i))`` for i = 0..order, the coefficients Opacus
+    recomputes at every call (scipy's ``binom`` ufunc: same values on an array)."""
+    return tuple(math.log(c) for c in special.binom(order, np.arange(order + 1)))
+
+
+def _log_a_integer_order(q: float, sigma: float, order: int) -> float:
+    """Opacus' ``_compute_log_a_for_int_alpha`` (Mironov et al. 2019, §3.3), the same
+    operations in the same order, with the binomial coefficients' logs kept."""
+    log_a = -np.inf
+    log_q, log_1mq = math.log(q), math.log(1 - q)
+    for i, log_binomial in enumerate(_log_binomials(order)):
+        log_coef_i = log_binomial + i * log_q + (order - i) * log_1mq
+        s = log_coef_i + (i * i - i) / (2 * (sigma**2))
+        log_a = rdp_analysis._log_add(log_a, s)
+    return float(log_a)
 
 
 @functools.lru_cache(maxsize=8192)
