@@ -17,13 +17,17 @@ asks "is ε(σ) above the level?", and by monotonicity an evaluation at σ' ≥ 
 ε(σ') above the level answers "yes" for σ (one at σ' ≤ σ below the level answers "no").
 :class:`_MonotoneEpsilon` keeps every evaluation and answers from them when they settle
 the question, evaluating only otherwise.  Before the bisection runs, a bracketing root
-search on log σ (a step from the guess ε ∝ 1/σ, geometric bracket, then the Illinois
-variant of regula falsi on log ε − log level, to a bracket of relative width 10⁻⁷)
-evaluates the accountant close to each level the bisection compares with, so nearly
-every question is settled; the bisection's answer is then the plain one as long as
-ε(σ) is monotone (exactly so for RDP; PRV's numerical ε is not guaranteed monotone at
-its 10⁻² resolution, so its result is re-checked and, if the check fails, the plain
-bisection runs).
+search on log σ (secant steps of an assumed log–log slope from a guess, widened
+geometrically until ε − target changes sign, then the Illinois variant of regula falsi
+on log(ε − base) − log(target − base), to a bracket of relative width 10⁻⁴) evaluates
+the accountant around the σ where ε = target, so the bisection's far questions are
+settled and only its last few, close to the answer, evaluate.  That costs about as many
+evaluations as the plain bisection (≈ 8 against ≈ 11) but none of the expensive ones far
+from the answer (small σ); most of the speed comes from each evaluation being cheap
+(:mod:`fedsim.privacy.opacus_epsilon`).  The answer is the plain bisection's as long as
+ε(σ) is monotone (exactly so for RDP; PRV's numerical ε is not guaranteed monotone at its
+10⁻² resolution).  The returned σ is always evaluated: if ε(σ) > target (non-monotone
+ε), the plain bisection runs instead.
 
 Caching: a calibration is a pure function of its inputs (target ε, δ, q, T or the
 history, accountant, tolerance).  Results are kept in memory and in a JSON file,
