@@ -32,7 +32,7 @@ from the answer (small σ); most of the speed comes from each evaluation being c
 Caching: a calibration is a pure function of its inputs (target ε, δ, q, T or the
 history, accountant, tolerance).  Results are kept in memory and in a JSON file,
 ``$FEDSIM_CACHE_DIR/calibration.json`` (default ``~/.cache/fedsim/calibration.json``),
-written atomically; each record stores its inputs with the output and is keyed by
+written atomically (at most once a second, and at exit); each record stores its inputs with the output and is keyed by
 those inputs on load.  The file also names the Opacus version and this search's format;
 a file of another version, or one that cannot be read, is ignored with a warning and
 rewritten.  Clients with the same record count share a plan, hence one search.
@@ -40,9 +40,11 @@ rewritten.  Clients with the same record count share a plan, hence one search.
 
 from __future__ import annotations
 
+import atexit
 import json
 import math
 import os
+import time
 import warnings
 from pathlib import Path
 from typing import Callable
@@ -61,8 +63,14 @@ RELEASE_TOLERANCE = 1e-3
 CACHE_FORMAT = 1
 PREWARM_RELATIVE_WIDTH = 1e-4
 
+WRITE_INTERVAL_S = 1.0
+"""New records are written to the cache file at most this often (and at exit)."""
+
 _memory: dict[str, float] = {}
 _disk: dict[str, dict] | None = None
+_disk_path: Path | None = None
+_pending: dict[Path, dict[str, dict]] = {}
+_last_write = -math.inf
 evaluations = 0
 """Number of accountant evaluations made by calibrations in this process (for tests and benchmarks)."""
 
@@ -135,8 +143,10 @@ def calibrate_release_noise(
 
 
 def clear_memory_cache() -> None:
-    """Forget the in-process results (the file is read again on the next call)."""
+    """Write what is pending, then forget the in-process results (the file is read
+    again on the next call)."""
     global _disk
+    flush()
     _memory.clear()
     _disk = None
 
@@ -313,26 +323,42 @@ def _read_file(path: Path) -> dict[str, dict]:
 
 
 def _disk_records() -> dict[str, dict]:
-    global _disk
-    if _disk is None:
-        _disk = _read_file(cache_path())
+    """The records of the current cache file (read once per path)."""
+    global _disk, _disk_path
+    path = cache_path()
+    if _disk is None or _disk_path != path:
+        _disk, _disk_path = _read_file(path), path
     return _disk
 
 
 def _store(key: str, inputs: dict, sigma: float) -> None:
-    """Add one record to the file (merged with what other processes wrote meanwhile)."""
-    global _disk
-    path = cache_path()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # already warned on the first read
-        records = _read_file(path)
-    records.update(_disk_records())
-    records[key] = {"inputs": inputs, "sigma": sigma}
-    _disk = records
-    try:
-        write_json_atomic({**_header(), "records": list(records.values())}, path, indent=None)
-    except OSError as error:
-        warnings.warn(f"could not write the calibration cache {path} ({error})", stacklevel=3)
+    """Keep one new record and write the file, at most once per ``WRITE_INTERVAL_S``
+    (and at exit, or on :func:`flush`): a federation of thousands of clients does not
+    rewrite the file thousands of times."""
+    record = {"inputs": inputs, "sigma": sigma}
+    _disk_records()[key] = record
+    _pending.setdefault(cache_path(), {})[key] = record
+    if time.monotonic() - _last_write >= WRITE_INTERVAL_S:
+        flush()
 
 
-__all__ = ["calibrate_noise", "calibrate_release_noise", "clear_memory_cache", "cache_path"]
+def flush() -> None:
+    """Write the records not yet written, merged with what the file holds now (other
+    processes may have added some), atomically."""
+    global _last_write
+    for path, records in list(_pending.items()):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a bad file was already reported when read
+            merged = _read_file(path)
+        merged.update(records)
+        try:
+            write_json_atomic({**_header(), "records": list(merged.values())}, path, indent=None)
+        except OSError as error:
+            warnings.warn(f"could not write the calibration cache {path} ({error})", stacklevel=2)
+        del _pending[path]
+    _last_write = time.monotonic()
+
+
+atexit.register(flush)
+
+__all__ = ["calibrate_noise", "calibrate_release_noise", "clear_memory_cache", "cache_path", "flush"]

@@ -11,10 +11,12 @@ q ≈ 1/2 (thousands of terms for α < 2), so one ε takes up to seconds; Opacus
 accountant computes the RDP ε twice more to size its domain.  Yet only orders near the
 optimum can attain the minimum.  Rényi divergence does not decrease with the order
 (van Erven & Harremoës 2014, Thm. 3), so for a fractional α between the integer orders
-k < α < k + 1 of the list, ``RDP(α) ≥ RDP(k)`` (and ``≥ 0`` below 2); likewise between integer orders.  This module computes a sparse set of integer
-"anchor" orders (finite sums, cheap), bounds every other order from below by the anchor
-under it, and computes exactly — with Opacus' own scalar function — only the orders
-whose bound does not exclude them.  The minimum is then taken the way Opacus
+k < α < k + 1 of the list, ``RDP(α) ≥ RDP(k)`` (and ``≥ 0`` below 2); likewise between
+integer orders.  This module computes a sparse set of integer "anchor" orders (finite
+sums, cheap), bounds every other order from below by the anchor under it, and computes
+exactly — with Opacus' own scalar function, or for integer orders its very operations
+with the binomial coefficients' logs kept — only the orders whose bound does not exclude
+them.  The minimum is then taken the way Opacus
 takes it (same vectors, same ``nanargmin``), so the ε is Opacus' to the last bit
 (tests compare with fresh Opacus accountants by equality).  Per-order values of one
 step ``(σ, q)`` are kept, so the PRV domain and repeated reports reuse them.

@@ -114,6 +114,7 @@ def test_a_second_call_evaluates_nothing_and_the_file_serves_a_new_process(fresh
                                      None])
 def test_a_corrupted_or_foreign_cache_file_is_ignored_and_rewritten(fresh_cache, garbage):
     sigma = calibration.calibrate_noise(0.9, 1e-4, 0.2, 50, "rdp")
+    calibration.flush()
     path = fresh_cache / "calibration.json"
     if garbage is None:  # a well-formed file whose record was tampered with
         content = json.loads(path.read_text())
@@ -125,6 +126,7 @@ def test_a_corrupted_or_foreign_cache_file_is_ignored_and_rewritten(fresh_cache,
     with pytest.warns(UserWarning, match="calibration cache"):
         assert calibration.calibrate_noise(0.9, 1e-4, 0.2, 50, "rdp") == sigma
     assert calibration.evaluations > count  # recomputed, not trusted
+    calibration.flush()
     records = json.loads(path.read_text())["records"]
     assert [r["sigma"] for r in records] == [sigma]
 
