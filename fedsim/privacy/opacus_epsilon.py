@@ -105,7 +105,8 @@ def _log_a_integer_order(q: float, sigma: float, order: int) -> float:
     for i, log_binomial in enumerate(_log_binomials(order)):
         log_coef_i = log_binomial + i * log_q + (order - i) * log_1mq
         s = log_coef_i + (i * i - i) / (2 * (sigma**2))
-        log_a = rdp_analysis._log_add(log_a, s)
+        low, high = min(log_a, s), max(log_a, s)  # rdp_analysis._log_add, inlined
+        log_a = high if low == -np.inf else math.log1p(math.exp(low - high)) + high
     return float(log_a)
 
 
