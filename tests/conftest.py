@@ -38,3 +38,18 @@ def one_torch_thread_after_each_test():
     import torch
 
     torch.set_num_threads(1)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def calibration_cache_in_a_temporary_directory(tmp_path_factory):
+    """Noise calibrations are cached on disk (fedsim.privacy.calibration); tests never
+    read or write the user's cache."""
+    import os
+
+    previous = os.environ.get("FEDSIM_CACHE_DIR")
+    os.environ["FEDSIM_CACHE_DIR"] = str(tmp_path_factory.mktemp("fedsim-cache"))
+    yield
+    if previous is None:
+        os.environ.pop("FEDSIM_CACHE_DIR", None)
+    else:
+        os.environ["FEDSIM_CACHE_DIR"] = previous

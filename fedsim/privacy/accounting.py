@@ -10,136 +10,51 @@ client runs as an Opacus history entry ``(noise_multiplier, sample_rate, steps)`
 
 The reported ε is the accountant's ε for the whole, mixed history, so it composes
 both mechanisms (RDP: Mironov 2017 / Mironov et al. 2019; PRV: Gopi et al. 2021).
+It is Opacus' ε bit for bit, computed by :mod:`fedsim.privacy.opacus_epsilon` without
+the RDP orders that cannot attain it.
 
-Calibration (:func:`calibrate_noise`) asks Opacus' ``get_noise_multiplier`` for the
-σ that spends ``target_epsilon`` over the number of steps the client *really* runs.
-Both are pure functions of their arguments and cached (the RDP of one step per
-``(σ, q)``, calibrations per argument tuple): a table of many runs repeats them.
+Noise calibration lives in :mod:`fedsim.privacy.calibration`; ``calibrate_noise`` and
+``calibrate_release_noise`` stay importable from here for the client modules.
 """
 
 from __future__ import annotations
 
-import functools
 import math
-import warnings
 from dataclasses import dataclass, field
 from typing import Literal
 
-import numpy as np
-from opacus.accountants import IAccountant, PRVAccountant, RDPAccountant
-from opacus.accountants.analysis import rdp as rdp_analysis
-from opacus.accountants.utils import get_noise_multiplier
+from fedsim.privacy.opacus_epsilon import prv_epsilon, rdp_epsilon
 
 AccountantName = Literal["rdp", "prv"]
 MechanismKind = Literal["dp-sgd", "release"]
-
-
-def _new_opacus_accountant(name: AccountantName) -> IAccountant:
-    if name == "rdp":
-        return RDPAccountant()
-    if name == "prv":
-        return PRVAccountant()
-    raise ValueError(f"unknown accountant {name!r}; valid: 'rdp', 'prv'")
+ACCOUNTANTS = ("rdp", "prv")
 
 
 def epsilon_of_history(
     history: list[tuple[float, float, int]], delta: float, accountant: AccountantName
 ) -> float:
-    """ε(δ) of a list of ``(noise_multiplier, sample_rate, steps)`` mechanisms."""
-    entries = [entry for entry in history if entry[2] > 0]
+    """ε(δ) of a list of ``(noise_multiplier, sample_rate, steps)`` mechanisms: what a
+    fresh Opacus ``RDPAccountant`` / ``PRVAccountant`` with that history reports."""
+    if accountant not in ACCOUNTANTS:
+        raise ValueError(f"unknown accountant {accountant!r}; valid: 'rdp', 'prv'")
+    entries = [(float(s), float(q), int(t)) for s, q, t in history if t > 0]
     if not entries:
         return 0.0
     if any(sigma == 0.0 for sigma, _, _ in entries):
         return math.inf
-    if accountant == "rdp":  # same arithmetic as Opacus' RDPAccountant, per-step RDP cached
-        rdp = sum([int(t) * _rdp_of_one_step(float(s), float(q)) for s, q, t in entries])
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # "optimal order is the largest alpha"
-            epsilon, _ = rdp_analysis.get_privacy_spent(orders=RDPAccountant.DEFAULT_ALPHAS, rdp=rdp,
-                                                       delta=delta)
-        return float(epsilon)
-    opacus_accountant = _new_opacus_accountant(accountant)
-    opacus_accountant.history = [(float(s), float(q), int(t)) for s, q, t in entries]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # RDP's "optimal order is the largest alpha"
-        return float(opacus_accountant.get_epsilon(delta))
+    if accountant == "rdp":
+        return rdp_epsilon(entries, delta)
+    return prv_epsilon(entries, delta)
 
 
-@functools.lru_cache(maxsize=4096)
-def _rdp_of_one_step(noise_multiplier: float, sample_rate: float) -> np.ndarray:
-    """RDP at Opacus' default orders of one subsampled Gaussian step (Mironov et al.
-    2019); T identical steps compose to T times this.  Cached: a client's history
-    repeats one (σ, q) pair, and ε is asked for after every round."""
-    rdp = rdp_analysis.compute_rdp(q=sample_rate, noise_multiplier=noise_multiplier, steps=1,
-                                   orders=RDPAccountant.DEFAULT_ALPHAS)
-    rdp.setflags(write=False)
-    return rdp
+def __getattr__(name: str):
+    """``calibrate_noise`` / ``calibrate_release_noise`` from their own module (lazy:
+    :mod:`fedsim.privacy.calibration` imports this one)."""
+    if name in ("calibrate_noise", "calibrate_release_noise"):
+        from fedsim.privacy import calibration
 
-
-@functools.lru_cache(maxsize=1024)
-def calibrate_noise(
-    target_epsilon: float,
-    delta: float,
-    sample_rate: float,
-    steps: int,
-    accountant: AccountantName,
-) -> float:
-    """Smallest noise multiplier σ (Opacus' search) such that ``steps`` Poisson-subsampled
-    Gaussian steps at rate ``sample_rate`` spend at most ``target_epsilon`` at ``delta``.
-
-    ``target_epsilon = inf`` returns 0 (no noise)."""
-    if math.isinf(target_epsilon):
-        return 0.0
-    if target_epsilon <= 0:
-        raise ValueError(f"target epsilon must be > 0, got {target_epsilon}")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return float(
-            get_noise_multiplier(
-                target_epsilon=target_epsilon,
-                target_delta=delta,
-                sample_rate=sample_rate,
-                steps=steps,
-                accountant=accountant,
-                epsilon_tolerance=0.005,
-            )
-        )
-
-
-def calibrate_release_noise(
-    history: list[tuple[float, float, int]],
-    target_epsilon: float,
-    delta: float,
-    accountant: AccountantName,
-    tolerance: float = 1e-3,
-) -> float:
-    """Smallest noise multiplier σ_s of one extra Gaussian mechanism (q = 1) such that
-    the composition of ``history`` and that mechanism spends at most ``target_epsilon``.
-
-    Bisection on σ_s; the returned value is always on the safe side (ε ≤ target)."""
-    if math.isinf(target_epsilon):
-        return 0.0
-    if epsilon_of_history(history, delta, accountant) >= target_epsilon:
-        raise ValueError(
-            "the DP-SGD history already spends the whole budget; "
-            "lower the share of ε given to DP-SGD"
-        )
-
-    def spent(sigma: float) -> float:
-        return epsilon_of_history([*history, (sigma, 1.0, 1)], delta, accountant)
-
-    low, high = 1e-2, 1.0
-    while spent(high) > target_epsilon:
-        low, high = high, high * 2.0
-        if high > 1e6:
-            raise ValueError("could not calibrate the statistics release noise")
-    while high - low > tolerance * high:
-        middle = 0.5 * (low + high)
-        if spent(middle) > target_epsilon:
-            low = middle
-        else:
-            high = middle
-    return high
+        return getattr(calibration, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
-from fedsim.privacy.accounting import calibrate_noise
+from fedsim.privacy.calibration import calibrate_noise
 from fedsim.privacy.config import PrivacyConfig
 
 
