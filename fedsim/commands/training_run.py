@@ -122,6 +122,10 @@ def run_training(command, on_round=None) -> dict:
     print(f"fedsim: {command.algorithm} on {federation.dataset_name} — {spec.num_clients} clients, "
           f"{command.data.partition} partition, ε={command.privacy.epsilon}, δ={command.privacy.delta}, "
           f"{command.training.rounds} rounds → {out}", file=sys.stderr)
+    if command.privacy.private and command.privacy.reproducible_noise:
+        from fedsim.privacy.secure_noise import REPRODUCIBLE_NOISE_NOTE
+
+        print(f"fedsim: WARNING {REPRODUCIBLE_NOISE_NOTE}", file=sys.stderr)
     progress = _progress(command)
 
     def report(row: dict) -> None:
@@ -168,7 +172,8 @@ def write_outputs(command, federation, spec, module, result: RunResult, out) -> 
         x, y = synthetic
         write_synthetic(x, y, out / "synthetic.parquet",
                         {"algorithm": command.algorithm, "class_names": spec.class_names or None,
-                         "epsilon_max": ledger["epsilon_max"], "note": ledger["note"]})
+                         "epsilon_max": ledger["epsilon_max"], "note": ledger["note"],
+                         "noise": ledger["noise"]})
 
     summary = summarize(rows)
     summary.update({
@@ -177,6 +182,7 @@ def write_outputs(command, federation, spec, module, result: RunResult, out) -> 
         "delta": command.privacy.delta,
         "privacy_mode": command.privacy.privacy_mode if command.privacy.private else "none",
         "privacy_note": ledger["note"],
+        "noise": ledger["noise"],
         "selection": command.evaluation.selection,
         "lambda": rows[0]["lambda"] if command.evaluation.selection == "global" else None,
         "rounds": command.training.rounds,
