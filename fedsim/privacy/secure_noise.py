@@ -37,11 +37,11 @@ Construction (what is implemented, and why):
   the caller is not hardened (a snapping/discrete mechanism would be needed for that).
 
 Cost (``python -m fedsim.privacy.secure_noise``, the shared 2-core CPU of this project,
-one torch thread, medians, varying with the load): 250 000 Gaussians ≈ 120–270 ms (``torch.randn``: 3–10 ms;
-8 MB of kernel randomness, i.e. 32 bytes per coordinate, is most of it, the rest
-is Box–Muller in float64), a 2 000-record Poisson mask ≈ 0.15 ms.  On a default
-FedHypeVAE client (d = 384, 241 840 parameters, batch 64) that adds ≈ 240 ms to a
-≈ 520 ms DP-SGD step.
+one torch thread, medians, varying with the load): 250 000 Gaussians ≈ 120–270 ms
+(``torch.randn``: 3–10 ms; the 8 MB of kernel randomness, 32 bytes per coordinate, is
+most of it, the rest is Box–Muller in float64), a 2 000-record Poisson mask ≈ 0.15 ms.
+On a default FedHypeVAE client (d = 384, 241 840 parameters, batch 64) that adds
+≈ 240 ms to a ≈ 520 ms DP-SGD step.
 """
 
 from __future__ import annotations
