@@ -6,6 +6,10 @@
     synthetic.parquet  the released synthetic embeddings (generative methods)
     clients.parquet    per-client downstream results at the chosen λ
     summary.json       acc/bacc/f1 mean ± std across clients, ε, privacy mode
+
+privacy.json, summary.json and the synthetic file's metadata all carry the ledger's
+privacy note and its noise source (``"noise"``: ``secure (OS CSPRNG)``, or
+``reproducible (seeded; NOT a DP guarantee)`` with ``--privacy.reproducible-noise``).
 """
 
 from __future__ import annotations

@@ -153,6 +153,7 @@ def run_one(planned: PlannedRun) -> dict:
         "target_epsilon": planned.command.privacy.epsilon,
         "privacy_mode": "/".join(sorted(modes)),
         "note": outcome.ledger["note"],
+        "noise": outcome.ledger["noise"],
         "fidelity": fidelity(real, None if synthetic is None else synthetic[0], seed=planned.seed),
         "seconds": time.perf_counter() - started,
         "config": config_dict(planned.command),

@@ -28,6 +28,7 @@ from fedsim.data.federation import Federation, load_federation
 from fedsim.errors import UserError
 from fedsim.evaluation.blend import chosen_results, summarize
 from fedsim.outputs import config_dict, write_frame, write_json, write_synthetic
+from fedsim.privacy.secure_noise import REPRODUCIBLE_NOISE_NOTE
 from fedsim.privacy.ledger import format_ledger, ledger_note, ledger_to_json
 from fedsim.seeding import torch_generator
 from fedsim.simulation import LocalClientPool, RunResult, resume_run, run_federation
@@ -140,6 +141,8 @@ def run_training(command, callbacks: Sequence[RunCallback] = ()) -> dict:
     print(f"fedsim: {command.algorithm} on {federation.dataset_name} — {spec.num_clients} clients, "
           f"{command.data.partition} partition, ε={command.privacy.epsilon}, δ={command.privacy.delta}, "
           f"{command.training.rounds} rounds → {out}", file=sys.stderr)
+    if command.privacy.private and command.privacy.reproducible_noise:
+        print(f"fedsim: WARNING {REPRODUCIBLE_NOISE_NOTE}", file=sys.stderr)
     progress = [ProgressBar(command.training.rounds)] if command.progress else []
     result = simulate(command, prepared, [*progress, *callbacks], run_dir=out)
     return write_outputs(command, federation, spec, module, result, out)
@@ -160,7 +163,8 @@ def write_outputs(command, federation, spec, module, result: RunResult, out) -> 
         x, y = synthetic
         write_synthetic(x, y, out / "synthetic.parquet",
                         {"algorithm": command.algorithm, "class_names": spec.class_names or None,
-                         "epsilon_max": ledger["epsilon_max"], "note": ledger["note"]})
+                         "epsilon_max": ledger["epsilon_max"], "note": ledger["note"],
+                         "noise": ledger["noise"]})
 
     summary = summarize(rows)
     summary.update({
@@ -169,6 +173,7 @@ def write_outputs(command, federation, spec, module, result: RunResult, out) -> 
         "delta": command.privacy.delta,
         "privacy_mode": command.privacy.privacy_mode if command.privacy.private else "none",
         "privacy_note": ledger["note"],
+        "noise": ledger["noise"],
         "selection": command.evaluation.selection,
         "lambda": rows[0]["lambda"] if command.evaluation.selection == "global" else None,
         "rounds": command.training.rounds,

@@ -32,6 +32,11 @@ class PrivacyConfig:
     second moments); default √d, which suits features of unit scale."""
     covariance: Literal["diag", "full"] = "diag"
     """Second moments released per class: the diagonal (d numbers) or the full d×d matrix."""
+    reproducible_noise: bool = False
+    """Draw DP noise and Poisson sampling from generators seeded by the run seed instead of
+    the OS's cryptographically secure generator, for debugging and bit-equality tests
+    only.  The seed is in config.json, so anyone can rebuild the noise: the DP guarantee
+    does NOT hold, and every output says so."""
 
     @property
     def private(self) -> bool:
@@ -54,3 +59,7 @@ class PrivacyConfig:
             )
         if self.stats_clip_norm is not None and not self.stats_clip_norm > 0:
             raise UserError(f"--privacy.stats-clip-norm must be > 0, got {self.stats_clip_norm}.")
+        if not isinstance(self.reproducible_noise, bool):
+            raise UserError(
+                f"--privacy.reproducible-noise must be true or false, got {self.reproducible_noise!r}."
+            )

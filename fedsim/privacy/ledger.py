@@ -3,7 +3,9 @@
 Printed at the end of a run and saved as ``privacy.json``.  ε values come from the
 client's :class:`~fedsim.privacy.accounting.ClientAccountant`; ``epsilon_total`` is the
 accountant's ε for the client's whole mixed history (DP-SGD and the statistics
-release composed), not a sum of the parts.
+release composed), not a sum of the parts.  Every row and the document name the
+noise source (:func:`~fedsim.privacy.secure_noise.noise_label`); with
+``--privacy.reproducible-noise`` the note says the ε is not a DP guarantee.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # annotations only: reading a ledger needs no accountant
     from fedsim.privacy.state import PrivacyState
+
+from fedsim.privacy.secure_noise import REPRODUCIBLE_NOISE_LABEL, REPRODUCIBLE_NOISE_NOTE, noise_label
 
 PAPER_MODE_NOTE = (
     "privacy_mode=paper: the encoder and client code are trained on data without noise "
@@ -42,6 +46,8 @@ class ClientPrivacyRecord:
     epsilon_total: float
     target_epsilon: float
     history: tuple[tuple[float, float, int], ...]
+    noise: str
+    """Where the DP noise and sampling came from (``noise_label``)."""
 
     @property
     def covers_local_state(self) -> bool:
@@ -52,9 +58,17 @@ def ledger_note(records: list[ClientPrivacyRecord]) -> str:
     """The caveat that every output of a run must carry ('' when there is none)."""
     if any(math.isinf(r.target_epsilon) for r in records):
         return NO_DP_NOTE
+    notes = []
     if any(not r.covers_local_state for r in records):
-        return PAPER_MODE_NOTE
-    return ""
+        notes.append(PAPER_MODE_NOTE)
+    if any(r.noise == REPRODUCIBLE_NOISE_LABEL for r in records):
+        notes.append(REPRODUCIBLE_NOISE_NOTE)
+    return " ".join(notes)
+
+
+def ledger_noise(records: list[ClientPrivacyRecord]) -> str:
+    """The run's noise source: one label, or the clients' labels joined by ' / '."""
+    return " / ".join(sorted({r.noise for r in records}))
 
 
 def _json_number(value):
@@ -75,6 +89,7 @@ def ledger_to_json(records: list[ClientPrivacyRecord]) -> dict:
         "unit": "one embedding record of one client (sample-level DP per client)",
         "epsilon_max": _json_number(max((r.epsilon_total for r in records), default=0.0)),
         "note": ledger_note(records),
+        "noise": ledger_noise(records),
         "clients": rows,
     }
 
@@ -99,6 +114,7 @@ def format_ledger(records: list[ClientPrivacyRecord]) -> str:
             f"{num(r.epsilon_dp_sgd, 8)} {num(r.stats_noise_multiplier, 8)} "
             f"{num(r.epsilon_statistics, 7)} {num(r.epsilon_total, 7)} {r.delta:>8.1e}"
         )
+    lines.append("noise: " + ledger_noise(records))
     note = ledger_note(records)
     if note:
         lines.append("NOTE: " + note)
@@ -126,4 +142,5 @@ def privacy_record(client_id: int, privacy_state: PrivacyState, stats_noise_mult
         epsilon_total=accountant.epsilon() if private else float("inf"),
         target_epsilon=privacy.epsilon,
         history=tuple(accountant.history),
+        noise=noise_label(privacy),
     )

@@ -65,11 +65,13 @@ def test_train_writes_the_run_directory(tmp_path):
     assert synthetic.x.shape[1] == 16 and np.isfinite(synthetic.x).all()
     assert set(np.unique(synthetic.y)) <= set(range(11))
     assert synthetic.metadata.get("epsilon_max") == ledger["epsilon_max"]
+    assert ledger["noise"] == synthetic.metadata.get("noise") == "secure (OS CSPRNG)"
 
     summary = json.loads((out / "summary.json").read_text())
     for key in ("acc_mean", "acc_std", "bacc_mean", "bacc_std"):
         assert 0.0 <= summary[key] <= 1.0, key
     assert summary["epsilon_max"] == ledger["epsilon_max"] and summary["privacy_mode"] == "strict"
+    assert summary["noise"] == "secure (OS CSPRNG)" and summary["privacy_note"] == ""
     assert "balanced accuracy" in done.stdout
 
 
@@ -106,3 +108,22 @@ def test_a_bad_input_in_a_real_process_exits_2_without_traceback(tmp_path):
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "--privacy.epsilon" in lines[0], done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.slow  # a whole (tiny) run in-process: ~25 s of CPU
+def test_reproducible_noise_is_labelled_not_a_guarantee_in_every_output(tmp_path, capsys):
+    out = tmp_path / "run"
+    code = main(["train", *TINY_RUN, "--backend", "local", "--privacy.reproducible-noise", "--out", str(out)])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err[-2000:]
+    label = "reproducible (seeded; NOT a DP guarantee)"
+    config = json.loads((out / "config.json").read_text())
+    assert config["privacy"]["reproducible_noise"] is True
+    ledger = json.loads((out / "privacy.json").read_text())
+    summary = json.loads((out / "summary.json").read_text())
+    synthetic = load_embeddings(out / "synthetic.parquet")
+    assert ledger["noise"] == summary["noise"] == synthetic.metadata.get("noise") == label
+    for note in (ledger["note"], summary["privacy_note"], synthetic.metadata.get("note")):
+        assert "NOT a differential-privacy guarantee" in note
+    assert "WARNING" in captured.err and "NOT a differential-privacy guarantee" in captured.err
+    assert "NOTE: " in captured.out and label in captured.out
