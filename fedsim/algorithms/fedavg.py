@@ -50,10 +50,9 @@ from fedsim.privacy.clipped_sums import GhostClippedSum, RecordBatch
 from fedsim.privacy.config import PrivacyConfig
 from fedsim.privacy.dp_trainer import DPTrainer
 from fedsim.privacy.ledger import ClientPrivacyRecord, privacy_record
-from fedsim.privacy.noise import SeededNoise
 from fedsim.privacy.plan import plan_dp_sgd
+from fedsim.privacy.secure_noise import noise_source
 from fedsim.privacy.state import PrivacyState
-from fedsim.seeding import torch_generator
 
 DIAGNOSTIC_RECORDS = 256
 
@@ -111,7 +110,7 @@ class FederatedClassifierClient:
         self.x = torch.as_tensor(data.x_train, dtype=torch.float32)
         self.y = torch.as_tensor(data.y_train, dtype=torch.long)
         plan = plan_dp_sgd(len(self.x), config.batch_size, schedule.rounds, schedule.local_epochs, privacy)
-        noise = SeededNoise(torch_generator(seed, "fedavg", "steps", data.client_id))
+        noise = noise_source(privacy, seed, "fedavg", "steps", data.client_id)
         self.trainer = DPTrainer(self.parameters, GhostClippedSum(self.model, self._record_losses),
                                  self._round_optimizer(), PrivacyState.fresh(privacy, plan, schedule.local_epochs, noise))
 

@@ -44,8 +44,8 @@ from fedsim.privacy.config import PrivacyConfig
 from fedsim.privacy.dp_trainer import DPTrainer
 from fedsim.privacy.labels import label_distribution, release_label_counts
 from fedsim.privacy.ledger import ClientPrivacyRecord, privacy_record
-from fedsim.privacy.noise import SeededNoise
 from fedsim.privacy.plan import DPSGDPlan, plan_dp_sgd
+from fedsim.privacy.secure_noise import dp_noise, noise_source
 from fedsim.privacy.state import PrivacyState
 from fedsim.seeding import torch_generator
 
@@ -93,7 +93,7 @@ class GenerativeClient(ABC):
         # data-independent model randomness (reparameterisation noise, fake labels); with
         # seeded noise it is also the DP-SGD noise stream, so all draws keep one order
         self.rng = torch_generator(seed, self.tag, "steps", data.client_id)
-        privacy_state = PrivacyState.fresh(privacy, plan, schedule.local_epochs, SeededNoise(self.rng))
+        privacy_state = PrivacyState.fresh(privacy, plan, schedule.local_epochs, dp_noise(privacy, self.rng))
         self.shared = {n: p for n, p in self.model.named_parameters() if n.startswith(self.shared_prefix)}
         trained = self.trained_parameters()
         self.trainer = DPTrainer(trained, GhostClippedSum(self.model), self.make_optimizer(list(trained.values())),
@@ -134,7 +134,7 @@ class GenerativeClient(ABC):
     # --- protocol -----------------------------------------------------------------------
     def _release_label_counts(self, num_classes: int) -> tuple[float | None, Tensor]:
         """Noisy class counts (module docstring); σ composes with the planned DP-SGD."""
-        noise = SeededNoise(torch_generator(self.seed, self.tag, "label-counts", self.client_id))
+        noise = noise_source(self.privacy_state.privacy, self.seed, self.tag, "label-counts", self.client_id)
         state = self.privacy_state
         if not state.private:
             return None, release_label_counts(self.labels, num_classes, 0.0, noise)

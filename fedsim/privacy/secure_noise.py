@@ -164,16 +164,26 @@ def reproducible(privacy: "PrivacyConfig") -> bool:
     return bool(privacy.reproducible_noise) or not privacy.private
 
 
+def dp_noise(privacy: "PrivacyConfig", rng: "torch.Generator") -> "NoiseSource":
+    """The noise source of a client whose seeded generator ``rng`` also draws its
+    data-independent model randomness (reparameterisation noise, MMD samples, fake
+    labels): :class:`SecureNoise` by default; with ``--privacy.reproducible-noise`` or
+    ε = ∞ the seeded source on ``rng`` itself, so every draw keeps the order of a
+    single seeded stream (see :func:`reproducible`)."""
+    if not reproducible(privacy):
+        return SecureNoise()
+    from fedsim.privacy.noise import SeededNoise
+
+    return SeededNoise(rng)
+
+
 def noise_source(privacy: "PrivacyConfig", seed: int, *tags: int | str) -> "NoiseSource":
     """The noise source of the component named by ``tags``: :class:`SecureNoise` by
     default; the seeded source of ``torch_generator(seed, *tags)`` with
     ``--privacy.reproducible-noise`` or ε = ∞ (see :func:`reproducible`)."""
-    if not reproducible(privacy):
-        return SecureNoise()
-    from fedsim.privacy.noise import SeededNoise
     from fedsim.seeding import torch_generator
 
-    return SeededNoise(torch_generator(seed, *tags))
+    return dp_noise(privacy, torch_generator(seed, *tags))
 
 
 def noise_label(privacy: "PrivacyConfig") -> str:

@@ -28,8 +28,8 @@ from fedsim.privacy.config import PrivacyConfig
 from fedsim.privacy.dp_sgd import RecordLoss
 from fedsim.privacy.dp_trainer import DPTrainer, ParameterGroup
 from fedsim.privacy.ledger import ClientPrivacyRecord, privacy_record
-from fedsim.privacy.noise import SeededNoise
 from fedsim.privacy.plan import plan_dp_sgd
+from fedsim.privacy.secure_noise import dp_noise, noise_source
 from fedsim.privacy.state import PrivacyState
 from fedsim.privacy.statistics import ClassStatistics, release_class_statistics
 from fedsim.seeding import torch_generator
@@ -57,7 +57,7 @@ class FedHypeVAEClient:
         # the DP-SGD noise stream, so all draws keep one order
         self.rng = torch_generator(seed, "fedhypevae-client-steps", data.client_id)
         self.trainer = self._build_trainer(PrivacyState.fresh(privacy, plan, schedule.local_epochs,
-                                                              SeededNoise(self.rng)))
+                                                              dp_noise(privacy, self.rng)))
         self.stats_noise_multiplier: float | None = None
         self.stats_clip_norm = privacy.stats_clip_norm or float(np.sqrt(spec.dim))
 
@@ -137,7 +137,7 @@ class FedHypeVAEClient:
             sigma = 0.0
         stats = release_class_statistics(self.x, torch.as_tensor(self.data.y_train, dtype=torch.long),
                                          self.onehot.shape[1], self.stats_clip_norm, sigma, privacy.covariance,
-                                         SeededNoise(torch_generator(self.seed, "statistics", self.client_id)))
+                                         noise_source(privacy, self.seed, "statistics", self.client_id))
         if state.private:
             state.accountant.record(sigma, 1.0, 1, kind="release")
         return stats
