@@ -111,6 +111,6 @@ class ClientActor:
         out = {}
         for cid, client in self.clients.items():
             recover_client(client, confirmed.get(cid), unconfirmed.get(cid, 0),
-                           self.settings.schedule.local_epochs, self.settings.seed, round_index, restart)
+                           self.settings.training.local_epochs, self.settings.seed, round_index, restart)
             out[cid] = (client.accountant.state_dict(), float(client.accountant.epsilon()))
         return out

@@ -249,7 +249,7 @@ def run_with_checkpoints(server, pool, settings, *, run_dir: str | Path | None, 
     if every > 0:
         if run_dir is None:
             raise ValueError("checkpoints need a run directory")
-        writer = CheckpointWriter(run_dir, every, settings.schedule.rounds, server, pool, command, seconds_before)
+        writer = CheckpointWriter(run_dir, every, settings.training.rounds, server, pool, command, seconds_before)
     return run_federation(server, pool, settings, on_round=on_round, start_round=start, result=result,
                           on_checkpoint=writer)
 

@@ -104,7 +104,7 @@ def run_federation(server, pool: ClientPool, settings: RunSettings,
     the running maximum over the clients that took part so far (ε never decreases)."""
     result = result or RunResult()
     started = time.perf_counter()
-    schedule = settings.schedule
+    schedule = settings.training
     epsilon_max = None
     for round_index in range(start_round, schedule.rounds):
         round_started = time.perf_counter()

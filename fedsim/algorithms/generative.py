@@ -86,7 +86,7 @@ class GenerativeClient(ABC):
         self.u = scaler.to_model(torch.as_tensor(data.x_train, dtype=torch.float32))
         self.labels = torch.as_tensor(data.y_train, dtype=torch.long)
         self.onehot = nn.functional.one_hot(self.labels, spec.num_classes).float()
-        self.plan = plan_dp_sgd(len(self.u), config.batch_size, schedule.rounds, schedule.local_epochs,
+        self.plan = plan_dp_sgd(len(self.u), schedule.batch_size, schedule.rounds, schedule.local_epochs,
                                 self.privacy, 1.0 - privacy.stats_epsilon_fraction)
         self.accountant = ClientAccountant(privacy.accountant, privacy.delta)
         self.generator = torch_generator(seed, self.tag, "steps", data.client_id)
@@ -209,11 +209,10 @@ def module_functions(client_class: type[GenerativeClient]):
     ``(data, spec, method, privacy, schedule, evaluation, seed)``)."""
 
     def make_server(spec, settings) -> GenerativeServer:
-        settings.method.validate()
         return GenerativeServer(spec, client_class, settings.method, settings.seed)
 
     def make_client(data, spec, settings) -> GenerativeClient:
-        return client_class(data, spec, settings.method, settings.privacy, settings.schedule,
+        return client_class(data, spec, settings.method, settings.privacy, settings.training,
                             settings.evaluation, settings.seed)
 
     return make_server, make_client

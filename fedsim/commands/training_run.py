@@ -9,7 +9,7 @@ from types import ModuleType
 
 import torch
 
-from fedsim.algorithms.registry import RunSettings, algorithm_module
+from fedsim.algorithms.registry import RunSettings, method
 from fedsim.algorithms.spec import FederationSpec
 from fedsim.data.federation import Federation, load_federation
 from fedsim.evaluation.blend import chosen_results, summarize
@@ -20,19 +20,9 @@ from fedsim.simulation import LocalClientPool, RunResult
 
 
 def validate(command) -> None:
-    """Every option checked before any work starts."""
-    command.data.validate()
-    command.privacy.validate()
-    command.training.validate()
-    method = command.method_config()
-    if hasattr(method, "validate"):
-        method.validate()
-    if getattr(command, "backend", "local") == "ray":
-        command.ray.validate()
-    if getattr(command, "checkpoint_every", 0) < 0:
-        from fedsim.errors import UserError
-
-        raise UserError(f"--checkpoint-every must be >= 0 (0 = never), got {command.checkpoint_every}.")
+    """Every option of ``command`` checked, once, before any work starts (a ``UserError``
+    naming the first invalid option, as on the CLI)."""
+    command.validate()
 
 
 @dataclass(frozen=True)
@@ -55,7 +45,7 @@ def prepare(command) -> Prepared:
                           tuple(federation.class_names))
     settings = RunSettings(command.algorithm, command.method_config(), command.privacy,
                            command.training, command.evaluation, command.seed)
-    return Prepared(federation, spec, settings, algorithm_module(command.algorithm))
+    return Prepared(federation, spec, settings, method(command.algorithm).implementation())
 
 
 def simulate(command, prepared: Prepared, on_round=None, run_dir=None) -> RunResult:
