@@ -30,6 +30,7 @@ def _federation_options(self) -> dict:
 
 def _validate(self, prefix: str = "--") -> None:
     """Check every option (``UserError`` naming the first invalid one as on the CLI, under ``prefix``)."""
+    self.data.check_dataset(prefix + "data.")
     self.data.validate(prefix + "data.")
     self.privacy.validate(prefix + "privacy.")
     self.training.validate(prefix + "training.")

@@ -66,8 +66,9 @@ class DataConfig:
     synthetic: SyntheticConfig = SyntheticConfig()
     """Options of the built-in synthetic dataset."""
 
-    def validate(self, prefix: str = "--data.") -> None:
-        """Raise a UserError naming the first invalid option (as on the CLI, under ``prefix``)."""
+    def check_dataset(self, prefix: str = "--data.") -> None:
+        """Raise a UserError unless ``dataset`` names a built-in dataset or an existing embedding file
+        (a separate check: :func:`build_federation` takes the records themselves)."""
         from fedsim.data.builtin import BUILTIN_DATASETS, is_builtin
 
         if not is_builtin(self.dataset):
@@ -75,6 +76,9 @@ class DataConfig:
             if path.suffix.lower() not in (".parquet", ".npz") or not path.is_file():
                 raise UserError(f"{prefix}dataset {self.dataset!r} is neither a built-in dataset "
                                 f"({', '.join(BUILTIN_DATASETS)}) nor an existing .parquet or .npz embedding file.")
+
+    def validate(self, prefix: str = "--data.") -> None:
+        """Raise a UserError naming the first invalid option (as on the CLI, under ``prefix``)."""
         check(self, prefix, [
             ("partition", self.partition in ("iid", "dirichlet", "site"), "one of iid, dirichlet, site"),
             ("alpha", np.isfinite(self.alpha) and self.alpha > 0, "a number > 0 (e.g. 0.3)"),
