@@ -19,6 +19,7 @@ import math
 from dataclasses import dataclass
 
 from fedsim.errors import UserError
+from fedsim.validation import check
 
 
 @dataclass(frozen=True)
@@ -42,22 +43,19 @@ class RayConfig:
     max_restarts: int = 3
     """Restarts of failed client actors allowed per run (each from the last checkpoint); one more failure stops the run."""
 
-    def validate(self) -> None:
-        """Raise a UserError naming the first invalid option."""
-        checks = (
-            ("num-cpus", self.num_cpus >= 0, "an integer >= 0"),
-            ("cpus-per-actor", math.isfinite(self.cpus_per_actor) and self.cpus_per_actor > 0, "a number > 0"),
-            ("gpus-per-actor", self.gpus_per_actor is None
+    def validate(self, prefix: str = "--ray.") -> None:
+        """Raise a UserError naming the first invalid option (as on the CLI, under ``prefix``)."""
+        check(self, prefix, [
+            ("address", self.address is None or self.address.strip() != "", "a non-empty cluster address"),
+            ("num_cpus", self.num_cpus >= 0, "an integer >= 0"),
+            ("cpus_per_actor", math.isfinite(self.cpus_per_actor) and self.cpus_per_actor > 0, "a number > 0"),
+            ("gpus_per_actor", self.gpus_per_actor is None
              or (math.isfinite(self.gpus_per_actor) and self.gpus_per_actor >= 0), "a number >= 0"),
-            ("clients-per-actor", self.clients_per_actor >= 0, "an integer >= 0"),
-            ("max-actors", self.max_actors >= 0, "an integer >= 0"),
-            ("round-timeout-s", math.isfinite(self.round_timeout_s) and self.round_timeout_s >= 0, "a number >= 0"),
-            ("max-restarts", self.max_restarts >= 0, "an integer >= 0"),
-        )
-        for option, ok, valid in checks:
-            if not ok:
-                value = getattr(self, option.replace("-", "_"))
-                raise UserError(f"--ray.{option} is {value!r}; it must be {valid}.")
+            ("clients_per_actor", self.clients_per_actor >= 0, "an integer >= 0"),
+            ("max_actors", self.max_actors >= 0, "an integer >= 0"),
+            ("round_timeout_s", math.isfinite(self.round_timeout_s) and self.round_timeout_s >= 0, "a number >= 0"),
+            ("max_restarts", self.max_restarts >= 0, "an integer >= 0"),
+        ])
 
 
 @dataclass(frozen=True)

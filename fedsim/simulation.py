@@ -133,7 +133,7 @@ def run_federation(server, pool: ClientPool, settings: RunSettings, callbacks: S
     callbacks = list(callbacks)
     result = result or RunResult()
     started = time.perf_counter()
-    schedule = settings.schedule
+    schedule = settings.training
     epsilon_max = None
     for callback in callbacks:
         callback.on_start(start_round, result)

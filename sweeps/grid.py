@@ -122,17 +122,17 @@ def build_grid(methods: Sequence[str] | None, epsilons: Sequence[float], alphas:
                seeds: Sequence[int], base=None) -> Grid:
     """Validate the axes (``UserError`` naming the option) and return the :class:`Grid`.
 
-    ``methods=None`` means every algorithm registered in ``ALGORITHMS`` at run time.
+    ``methods=None`` means every method of :data:`fedsim.algorithms.registry.METHODS`.
     ``base`` (a ``TrainCommand``) tells which methods ignore ε."""
-    from fedsim.algorithms.registry import ALGORITHMS
+    from fedsim.algorithms.registry import NAMES
 
-    methods = _unique(ALGORITHMS if methods is None else methods)
+    methods = _unique(NAMES if methods is None else methods)
     if not methods:
-        raise UserError("--methods is empty; give at least one of " + ", ".join(ALGORITHMS) + ".")
+        raise UserError("--methods is empty; give at least one of " + ", ".join(NAMES) + ".")
     for method in methods:
-        if method not in ALGORITHMS:
-            raise UserError(f"--methods has {method!r}, which is not a registered algorithm; "
-                            f"valid: {', '.join(ALGORITHMS)}.")
+        if method not in NAMES:
+            raise UserError(f"--methods has {method!r}, which is not a registered method; "
+                            f"valid: {', '.join(NAMES)}.")
     epsilons = _unique(float(e) for e in epsilons)
     if not epsilons:
         raise UserError("--epsilons is empty; give at least one ε > 0 (inf = no DP).")
@@ -160,12 +160,12 @@ def build_grid(methods: Sequence[str] | None, epsilons: Sequence[float], alphas:
 
 
 def ignores_epsilon(base, method: str) -> bool:
-    """True when ``method``'s config in ``base`` says ``private=False`` (it always runs at ε = ∞)."""
-    try:
-        config = dataclasses.replace(base, algorithm=method).method_config()
-    except (KeyError, AttributeError):
-        return False
-    return getattr(config, "private", True) is False
+    """True when ``method`` does not train under DP with its config in ``base`` (a record with
+    ``privacy="optional"`` and ``private=False``): it always runs at ε = ∞."""
+    from fedsim.algorithms.registry import method as record_of
+
+    record = record_of(method, "--methods")
+    return not record.is_private(getattr(base, record.field))
 
 
 def trial_name(config: dict) -> str:

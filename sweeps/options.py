@@ -31,7 +31,7 @@ class RunOptions(FederationOptions):
     out: Path = DEFAULT_OUT
     """Sweep directory: Tune state (tune/), one run directory per trial (runs/), results.parquet, rounds.parquet, summary.md, plots/."""
     methods: tuple[str, ...] | None = None
-    """Methods to compare (default: every algorithm registered in fedsim.algorithms.registry.ALGORITHMS)."""
+    """Methods to compare (default: every method of fedsim.algorithms.registry.METHODS, in its order)."""
     epsilons: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0, 8.0, math.inf)
     """Target ε per client (inf = no DP); replaces --privacy.epsilon.  Methods whose config says private=False run once, at inf."""
     alphas: tuple[str, ...] = ("0.1", "0.3", "1.0", "iid")

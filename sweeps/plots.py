@@ -80,9 +80,9 @@ def method_colors(methods) -> dict[str, tuple]:
     """A fixed color per method (registry order first), shared by every plot."""
     from matplotlib import colormaps
 
-    from fedsim.algorithms.registry import ALGORITHMS
+    from fedsim.algorithms.registry import NAMES
 
-    order = list(ALGORITHMS) + sorted(set(methods) - set(ALGORITHMS))
+    order = list(NAMES) + sorted(set(methods) - set(NAMES))
     palette = colormaps["tab10"]
     return {m: palette(i % 10) for i, m in enumerate(order)}
 

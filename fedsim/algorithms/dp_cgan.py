@@ -27,12 +27,12 @@ from torch import Tensor, nn
 from fedsim.algorithms.base import synthesize
 from fedsim.algorithms.generative import GenerativeClient, expected_batch, module_functions
 from fedsim.algorithms.spec import FederationSpec
-from fedsim.errors import UserError
 from fedsim.models.cgan import ConditionalGAN
 from fedsim.models.conditional import ConditionalGenerator, OutputScaling
 from fedsim.privacy.clipped_sums import RecordBatch
 from fedsim.privacy.labels import label_distribution
 from fedsim.seeding import torch_generator
+from fedsim.validation import check, finite
 
 
 @dataclass(frozen=True)
@@ -51,19 +51,19 @@ class DPCGANConfig:
     """Adam β₁ of both networks."""
     beta2: float = 0.999
     """Adam β₂ of both networks."""
-    batch_size: int = 256
-    """Expected Poisson batch size B of the discriminator's DP-SGD (q = B/n_i); replaces --training.batch-size."""
     scaling: OutputScaling = OutputScaling()
     """Data-independent feature scaling of the generator output (the discriminator sees the same space)."""
 
-    def validate(self) -> None:
-        if self.latent_dim < 1 or self.batch_size < 1:
-            raise UserError(f"--dp-cgan.latent-dim and --dp-cgan.batch-size must be >= 1, got "
-                            f"{self.latent_dim} and {self.batch_size}.")
-        if not self.lr > 0 or not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
-            raise UserError(f"--dp-cgan.lr must be > 0 and the Adam betas in [0, 1), got {self.lr}, "
-                            f"{self.beta1}, {self.beta2}.")
-        self.scaling.validate("dp-cgan")
+    def validate(self, prefix: str = "--dp-cgan.") -> None:
+        """Raise a ``UserError`` naming the first invalid option (as on the CLI, under ``prefix``)."""
+        check(self, prefix, [
+            ("latent_dim", self.latent_dim >= 1, "an integer >= 1"),
+            *((name, len(getattr(self, name)) >= 1 and min(getattr(self, name)) >= 1,
+               "one or more integers >= 1") for name in ("generator_hidden", "discriminator_hidden")),
+            ("lr", finite(self.lr) and self.lr > 0, "a finite number > 0"),
+            *((name, 0 <= getattr(self, name) < 1, "a number in [0, 1)") for name in ("beta1", "beta2")),
+        ])
+        self.scaling.validate(prefix + "scaling.")
 
 
 class DPCGANClient(GenerativeClient):

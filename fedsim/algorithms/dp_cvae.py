@@ -29,11 +29,11 @@ import torch
 from fedsim.algorithms.base import synthesize
 from fedsim.algorithms.generative import GenerativeClient, module_functions
 from fedsim.algorithms.spec import FederationSpec
-from fedsim.errors import UserError
 from fedsim.models.conditional import ConditionalGenerator, OutputScaling
 from fedsim.models.cvae import ConditionalVAE
 from fedsim.privacy.clipped_sums import RecordBatch
 from fedsim.seeding import torch_generator
+from fedsim.validation import check, finite
 
 
 @dataclass(frozen=True)
@@ -50,18 +50,17 @@ class DPCVAEConfig:
     """Weight β of the summed KL term (the reconstruction is the mean squared error)."""
     lr: float = 1e-3
     """Adam learning rate (on the privatized gradient, a post-processing)."""
-    batch_size: int = 256
-    """Expected Poisson batch size B of this method (q = B/n_i); replaces --training.batch-size."""
     scaling: OutputScaling = OutputScaling()
     """Data-independent feature scaling of the decoder output."""
 
-    def validate(self) -> None:
-        for name in ("hidden_dim", "hidden_layers", "latent_dim", "batch_size"):
-            if getattr(self, name) < 1:
-                raise UserError(f"--dp-cvae.{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}.")
-        if not self.lr > 0 or self.beta < 0:
-            raise UserError(f"--dp-cvae.lr must be > 0 and --dp-cvae.beta >= 0, got {self.lr} and {self.beta}.")
-        self.scaling.validate("dp-cvae")
+    def validate(self, prefix: str = "--dp-cvae.") -> None:
+        """Raise a ``UserError`` naming the first invalid option (as on the CLI, under ``prefix``)."""
+        check(self, prefix, [
+            *((name, getattr(self, name) >= 1, "an integer >= 1") for name in ("hidden_dim", "hidden_layers", "latent_dim")),
+            ("beta", finite(self.beta) and self.beta >= 0, "a finite number >= 0"),
+            ("lr", finite(self.lr) and self.lr > 0, "a finite number > 0"),
+        ])
+        self.scaling.validate(prefix + "scaling.")
 
 
 class DPCVAEClient(GenerativeClient):

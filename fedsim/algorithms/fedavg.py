@@ -41,7 +41,6 @@ from torch import Tensor, nn
 
 from fedsim.algorithms.base import ClientUpdate, LocalDiagnostics, SharedStateServer, apply_server_step
 from fedsim.algorithms.spec import FederationSpec, TrainingConfig
-from fedsim.errors import UserError
 from fedsim.evaluation.blend import ClientEvaluation
 from fedsim.evaluation.classifier import predict_proba
 from fedsim.evaluation.downstream import EvaluationConfig, evaluate_global_only, evaluate_with_global_model
@@ -53,6 +52,7 @@ from fedsim.privacy.ledger import ClientPrivacyRecord, privacy_record
 from fedsim.privacy.plan import plan_dp_sgd
 from fedsim.privacy.secure_noise import noise_source
 from fedsim.privacy.state import PrivacyState
+from fedsim.validation import check, finite
 
 DIAGNOSTIC_RECORDS = 256
 
@@ -67,16 +67,16 @@ class FedAvgConfig:
     """SGD momentum (reset at the start of every round)."""
     weight_decay: float = 5e-4
     """SGD weight decay (a record-free term)."""
-    batch_size: int = 128
-    """Expected Poisson batch size B of this method (q = B/n_i); replaces --training.batch-size."""
     private: bool = False
     """Train with DP-SGD under --privacy.* (False: no DP, as in the paper's table; the ledger says epsilon inf)."""
 
-    def validate(self, option: str = "fedavg") -> None:
-        if not (self.lr > 0 and 0 <= self.momentum < 1 and self.weight_decay >= 0 and self.batch_size >= 1):
-            raise UserError(f"--{option}.* needs lr > 0, momentum in [0, 1), weight-decay >= 0 and "
-                            f"batch-size >= 1; got {self.lr}, {self.momentum}, {self.weight_decay}, "
-                            f"{self.batch_size}.")
+    def validate(self, prefix: str = "--fedavg.") -> None:
+        """Raise a ``UserError`` naming the first invalid option (as on the CLI, under ``prefix``)."""
+        check(self, prefix, [
+            ("lr", finite(self.lr) and self.lr > 0, "a finite number > 0"),
+            ("momentum", 0 <= self.momentum < 1, "a number in [0, 1)"),
+            ("weight_decay", finite(self.weight_decay) and self.weight_decay >= 0, "a finite number >= 0"),
+        ])
 
 
 @dataclass(frozen=True)
@@ -109,7 +109,7 @@ class FederatedClassifierClient:
         self.parameters = dict(self.model.named_parameters())
         self.x = torch.as_tensor(data.x_train, dtype=torch.float32)
         self.y = torch.as_tensor(data.y_train, dtype=torch.long)
-        plan = plan_dp_sgd(len(self.x), config.batch_size, schedule.rounds, schedule.local_epochs, privacy)
+        plan = plan_dp_sgd(len(self.x), schedule.batch_size, schedule.rounds, schedule.local_epochs, privacy)
         noise = noise_source(privacy, seed, "fedavg", "steps", data.client_id)
         self.trainer = DPTrainer(self.parameters, GhostClippedSum(self.model, self._record_losses),
                                  self._round_optimizer(), PrivacyState.fresh(privacy, plan, schedule.local_epochs, noise))
@@ -192,12 +192,11 @@ class FederatedClassifierServer(SharedStateServer):
 
 
 def make_server(spec, settings):
-    settings.method.validate("fedavg")
     return FederatedClassifierServer(spec, settings.seed)
 
 
 def make_client(data, spec, settings, proximal_mu: float = 0.0, blend: bool = False):
-    return FederatedClassifierClient(data, spec, settings.method, settings.privacy, settings.schedule,
+    return FederatedClassifierClient(data, spec, settings.method, settings.privacy, settings.training,
                                      settings.evaluation, settings.seed, proximal_mu, blend)
 
 

@@ -15,12 +15,12 @@ from fedsim.algorithms.fedavg import FedAvgConfig
 class FedLambdaConfig(FedAvgConfig):
     """FedLambda options: those of the FedAvg model it blends with (λ grid and rule: --evaluation.*)."""
 
-    def validate(self, option: str = "fedlambda") -> None:
-        super().validate(option)
+    def validate(self, prefix: str = "--fedlambda.") -> None:
+        """FedAvg's checks, under --fedlambda.*."""
+        super().validate(prefix)
 
 
 def make_server(spec, settings):
-    settings.method.validate("fedlambda")
     return fedavg.FederatedClassifierServer(spec, settings.seed)
 
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from fedsim.algorithms import fedavg
 from fedsim.algorithms.fedavg import FedAvgConfig
+from fedsim.validation import check, finite
 
 
 @dataclass(frozen=True)
@@ -17,16 +18,13 @@ class FedProxConfig(FedAvgConfig):
     mu: float = 0.05
     """Proximal weight μ of (μ/2)‖w_i − w_global‖² (the reference uses 0.05)."""
 
-    def validate(self, option: str = "fedprox") -> None:
-        from fedsim.errors import UserError
-
-        super().validate(option)
-        if self.mu < 0:
-            raise UserError(f"--fedprox.mu must be >= 0, got {self.mu}.")
+    def validate(self, prefix: str = "--fedprox.") -> None:
+        """FedAvg's checks, and μ >= 0."""
+        super().validate(prefix)
+        check(self, prefix, [("mu", finite(self.mu) and self.mu >= 0, "a finite number >= 0")])
 
 
 def make_server(spec, settings):
-    settings.method.validate("fedprox")
     return fedavg.FederatedClassifierServer(spec, settings.seed)
 
 

@@ -88,7 +88,7 @@ class GenerativeClient(ABC):
         self.u = scaler.to_model(torch.as_tensor(data.x_train, dtype=torch.float32))
         self.labels = torch.as_tensor(data.y_train, dtype=torch.long)
         self.onehot = nn.functional.one_hot(self.labels, spec.num_classes).float()
-        plan = plan_dp_sgd(len(self.u), config.batch_size, schedule.rounds, schedule.local_epochs,
+        plan = plan_dp_sgd(len(self.u), schedule.batch_size, schedule.rounds, schedule.local_epochs,
                            privacy, 1.0 - privacy.stats_epsilon_fraction)
         # data-independent model randomness (reparameterisation noise, fake labels); with
         # seeded noise it is also the DP-SGD noise stream, so all draws keep one order
@@ -214,11 +214,10 @@ def module_functions(client_class: type[GenerativeClient]):
     ``(data, spec, method, privacy, schedule, evaluation, seed)``)."""
 
     def make_server(spec, settings) -> GenerativeServer:
-        settings.method.validate()
         return GenerativeServer(spec, client_class, settings.method, settings.seed)
 
     def make_client(data, spec, settings) -> GenerativeClient:
-        return client_class(data, spec, settings.method, settings.privacy, settings.schedule,
+        return client_class(data, spec, settings.method, settings.privacy, settings.training,
                             settings.evaluation, settings.seed)
 
     return make_server, make_client

@@ -1,47 +1,132 @@
-"""Algorithms by name, and the settings bundle every algorithm is built from.
+"""The methods fedsim runs: one :class:`MethodRecord` each, in :data:`METHODS`.
 
-An algorithm module exposes ``make_server(spec, settings)``, ``make_client(data, spec,
+Everything that lists methods derives from these records: the CLI's ``--algorithm``
+choices (:data:`MethodName`), each method's option group (``--<name>.*``, the fields of
+:class:`~fedsim.commands.federation_options.FederationOptions`), the ``table`` command's
+rows and labels, the sweeps' default method list, and the resolution of a run's
+settings.  Adding a method is one module plus one record here.
+
+A method's module exposes ``make_server(spec, settings)``, ``make_client(data, spec,
 settings)`` and ``synthetic_set(artifact, size, generator)`` (``None`` when the method
-releases no synthetic data).  Settings are frozen dataclasses, so they pickle to Ray
-workers unchanged."""
+releases no synthetic data); it is imported on first use.  Settings are frozen
+dataclasses, so they pickle to Ray workers unchanged."""
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Any
+from typing import Any, Literal
 
 from fedsim.algorithms.spec import TrainingConfig
 from fedsim.evaluation.downstream import EvaluationConfig
 from fedsim.privacy.config import PrivacyConfig
 
-ALGORITHMS: dict[str, str] = {
-    "fedhypevae": "fedsim.algorithms.fedhypevae",
-    "fedavg": "fedsim.algorithms.fedavg",
-    "fedprox": "fedsim.algorithms.fedprox",
-    "fedlambda": "fedsim.algorithms.fedlambda",
-    "dp-cvae": "fedsim.algorithms.dp_cvae",
-    "dp-cgan": "fedsim.algorithms.dp_cgan",
-}
+
+@dataclass(frozen=True)
+class MethodRecord:
+    """Everything fedsim needs to know about one method."""
+
+    name: str
+    """Its name on the command line (``--algorithm``, ``--methods``) and in run directories."""
+    label: str
+    """Its name in tables and plots."""
+    module: str
+    """The module with ``make_server``, ``make_client`` and ``synthetic_set`` (imported on first use)."""
+    config: str
+    """``module:Class`` of its frozen options dataclass, exposed as ``--<name>.*``."""
+    help: str
+    """Help text of its option group."""
+    batch_size: int
+    """Its expected Poisson batch size B when ``--training.batch-size`` is not given."""
+    privacy: Literal["dp", "optional"]
+    """``dp``: always trains under ``--privacy.*``; ``optional``: its config's ``private`` flag decides
+    (False: no DP, the run's ε is ∞ whatever ``--privacy.epsilon`` says)."""
+    synthesis: bool
+    """True when ``synthetic_set`` releases a synthetic set (a generative method)."""
+    table_row: int | None = None
+    """Its row in the paper's Table 1 (``table`` command's default methods, in this order); None: not in it."""
+
+    @property
+    def field(self) -> str:
+        """Its options' attribute name (``dp-cvae`` → ``dp_cvae``, shown on the CLI as ``--dp-cvae.*``)."""
+        return self.name.replace("-", "_")
+
+    def config_type(self) -> type:
+        """Its options dataclass."""
+        module, name = self.config.split(":")
+        return getattr(importlib.import_module(module), name)
+
+    def implementation(self) -> ModuleType:
+        """Its module (``make_server``, ``make_client``, ``synthetic_set``)."""
+        return importlib.import_module(self.module)
+
+    def is_private(self, config: Any) -> bool:
+        """Whether a run with options ``config`` trains under DP (at a finite ``--privacy.epsilon``)."""
+        return self.privacy == "dp" or bool(config.private)
+
+
+METHODS: tuple[MethodRecord, ...] = (
+    MethodRecord("fedhypevae", "FedHypeVAE", "fedsim.algorithms.fedhypevae",
+                 "fedsim.algorithms.fedhypevae.config:FedHypeVAEConfig",
+                 "FedHypeVAE model, objective and meta-code options.", batch_size=64, privacy="dp",
+                 synthesis=True, table_row=6),
+    MethodRecord("fedavg", "FedAvg", "fedsim.algorithms.fedavg", "fedsim.algorithms.fedavg:FedAvgConfig",
+                 "FedAvg baseline options (global linear classifier).", batch_size=128, privacy="optional",
+                 synthesis=False, table_row=1),
+    MethodRecord("fedprox", "FedProx", "fedsim.algorithms.fedprox", "fedsim.algorithms.fedprox:FedProxConfig",
+                 "FedProx baseline options (FedAvg with a proximal term).", batch_size=128, privacy="optional",
+                 synthesis=False, table_row=2),
+    MethodRecord("fedlambda", "FedLambda", "fedsim.algorithms.fedlambda",
+                 "fedsim.algorithms.fedlambda:FedLambdaConfig",
+                 "FedLambda baseline options (the FedAvg model blended with a local classifier).",
+                 batch_size=128, privacy="optional", synthesis=False, table_row=3),
+    MethodRecord("dp-cvae", "DP-CVAE", "fedsim.algorithms.dp_cvae", "fedsim.algorithms.dp_cvae:DPCVAEConfig",
+                 "DP-CVAE baseline options (Di Salvo et al. 2025).", batch_size=256, privacy="dp",
+                 synthesis=True, table_row=5),
+    MethodRecord("dp-cgan", "DP-CGAN", "fedsim.algorithms.dp_cgan", "fedsim.algorithms.dp_cgan:DPCGANConfig",
+                 "DP-CGAN baseline options (DP discriminator, averaged generators).", batch_size=256,
+                 privacy="dp", synthesis=True, table_row=4),
+)
+"""Every method, in the order of ``--algorithm``'s choices and of the sweeps' default list."""
+
+BY_NAME: dict[str, MethodRecord] = {record.name: record for record in METHODS}
+NAMES: tuple[str, ...] = tuple(BY_NAME)
+MethodName = Literal[NAMES]  # type: ignore[valid-type]  # the CLI's choices, from the records
+DEFAULT_METHOD = "fedhypevae"
+PAPER_METHODS: tuple[str, ...] = tuple(
+    record.name for record in sorted((r for r in METHODS if r.table_row is not None), key=lambda r: r.table_row))
+"""The paper's Table-1 methods, in the table's row order."""
+
+
+def method(name: str, option: str = "--algorithm") -> MethodRecord:
+    """The record of method ``name``; a ``UserError`` naming ``option`` when there is none."""
+    if name not in BY_NAME:
+        from fedsim.errors import UserError
+
+        raise UserError(f"{option} {name!r} is unknown; valid: {', '.join(NAMES)}.")
+    return BY_NAME[name]
+
+
+def algorithm_module(name: str) -> ModuleType:
+    """The module implementing method ``name``."""
+    return method(name).implementation()
 
 
 @dataclass(frozen=True)
 class RunSettings:
-    """Everything a client or server needs besides its data."""
+    """Everything a client or server needs besides its data.  ``training.batch_size`` is
+    always a number here: when the user gave none, the method's record's ``batch_size``."""
 
     algorithm: str
     method: Any                  # the algorithm's own frozen config dataclass
     privacy: PrivacyConfig
-    schedule: TrainingConfig
+    training: TrainingConfig
     evaluation: EvaluationConfig
     seed: int
 
-
-def algorithm_module(name: str) -> ModuleType:
-    """The module implementing algorithm ``name``."""
-    if name not in ALGORITHMS:
-        from fedsim.errors import UserError
-
-        raise UserError(f"--algorithm {name!r} is unknown; valid: {', '.join(sorted(ALGORITHMS))}.")
-    return importlib.import_module(ALGORITHMS[name])
+    def __post_init__(self) -> None:
+        if self.training.batch_size is None:
+            resolved = dataclasses.replace(self.training, batch_size=method(self.algorithm).batch_size)
+            object.__setattr__(self, "training", resolved)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from fedsim.validation import check
+
 
 @dataclass(frozen=True)
 class FederationSpec:
@@ -23,23 +25,19 @@ class TrainingConfig:
     """Communication rounds T (the paper uses 50; 30 keeps the default run near 2 minutes)."""
     local_epochs: int = 1
     """Local epochs per round (the paper uses 5); DP noise is calibrated for the steps really run."""
-    batch_size: int = 64
-    """Expected Poisson batch size B: sample rate q = B / n_i per client."""
+    batch_size: int | None = None
+    """Expected Poisson batch size B of every method's local steps: sample rate q = B / n_i per client (default: the method's reference value, ``batch_size`` of its record in fedsim.algorithms.registry, e.g. 64 for FedHypeVAE, 128 for FedAvg, 256 for DP-CVAE and DP-CGAN)."""
     client_fraction: float = 1.0
     """Fraction of clients sampled per round (seeded; 1.0 = every client every round)."""
     synthetic_size: int = 0
     """Size of the released synthetic set written to synthetic.parquet (0 = the federation's total train size)."""
 
-    def validate(self) -> None:
-        from fedsim.errors import UserError
-
-        if self.rounds < 1:
-            raise UserError(f"--training.rounds must be >= 1, got {self.rounds}.")
-        if self.local_epochs < 1:
-            raise UserError(f"--training.local-epochs must be >= 1, got {self.local_epochs}.")
-        if self.batch_size < 1:
-            raise UserError(f"--training.batch-size must be >= 1, got {self.batch_size}.")
-        if not 0 < self.client_fraction <= 1:
-            raise UserError(f"--training.client-fraction must be in (0, 1], got {self.client_fraction}.")
-        if self.synthetic_size < 0:
-            raise UserError(f"--training.synthetic-size must be >= 0, got {self.synthetic_size}.")
+    def validate(self, prefix: str = "--training.") -> None:
+        """Raise a ``UserError`` naming the first invalid option (as on the CLI, under ``prefix``)."""
+        check(self, prefix, [
+            ("rounds", self.rounds >= 1, "an integer >= 1"),
+            ("local_epochs", self.local_epochs >= 1, "an integer >= 1"),
+            ("batch_size", self.batch_size is None or self.batch_size >= 1, "an integer >= 1"),
+            ("client_fraction", 0 < self.client_fraction <= 1, "a number in (0, 1]"),
+            ("synthetic_size", self.synthetic_size >= 0, "an integer >= 0 (0 = the total train size)"),
+        ])

@@ -1,49 +1,55 @@
-"""The options that define one federation (data, privacy, schedule, every method's
-config, evaluation protocol), shared by ``train`` and the sweeps' ``RunOptions`` so each
-option is declared and documented once."""
+"""The options that define one federation (data, privacy, training schedule, every
+method's config, evaluation protocol), shared by ``train`` and the sweeps' ``RunOptions``
+so each option is declared and documented once.
+
+The per-method option groups (``--fedhypevae.*``, ``--dp-cvae.*``, …) are generated from
+the method records of :mod:`fedsim.algorithms.registry`: a new record adds its group."""
 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from typing import Annotated
 
-from fedsim.algorithms.dp_cgan import DPCGANConfig
-from fedsim.algorithms.dp_cvae import DPCVAEConfig
-from fedsim.algorithms.fedavg import FedAvgConfig
-from fedsim.algorithms.fedhypevae.config import FedHypeVAEConfig
-from fedsim.algorithms.fedlambda import FedLambdaConfig
-from fedsim.algorithms.fedprox import FedProxConfig
+import tyro
+
+from fedsim.algorithms.registry import METHODS
 from fedsim.algorithms.spec import TrainingConfig
 from fedsim.data.federation import DataConfig
 from fedsim.evaluation.downstream import EvaluationConfig
 from fedsim.privacy.config import PrivacyConfig
 
 
-@dataclass(frozen=True)
-class FederationOptions:
-    """Options of one federation, whatever runs it."""
+def _group(name: str, config: type, help: str) -> tuple[str, type, dataclasses.Field]:
+    return name, Annotated[config, tyro.conf.arg(help=help)], dataclasses.field(default=config())
 
-    data: DataConfig = DataConfig()
-    """Dataset, partition and split options."""
-    privacy: PrivacyConfig = PrivacyConfig()
-    """Differential-privacy options (per client, sample level)."""
-    training: TrainingConfig = TrainingConfig()
-    """Federated schedule."""
-    fedhypevae: FedHypeVAEConfig = FedHypeVAEConfig()
-    """FedHypeVAE model, objective and meta-code options."""
-    fedavg: FedAvgConfig = FedAvgConfig()
-    """FedAvg baseline options (global linear classifier)."""
-    fedprox: FedProxConfig = FedProxConfig()
-    """FedProx baseline options (FedAvg with a proximal term)."""
-    fedlambda: FedLambdaConfig = FedLambdaConfig()
-    """FedLambda baseline options (the FedAvg model blended with a local classifier)."""
-    dp_cvae: DPCVAEConfig = DPCVAEConfig()
-    """DP-CVAE baseline options (Di Salvo et al. 2025)."""
-    dp_cgan: DPCGANConfig = DPCGANConfig()
-    """DP-CGAN baseline options (DP discriminator, averaged generators)."""
-    evaluation: EvaluationConfig = EvaluationConfig()
-    """Downstream evaluation protocol."""
 
-    def federation_options(self) -> dict:
-        """These options of ``self`` by field name (to carry them into another command)."""
-        return {field.name: getattr(self, field.name) for field in dataclasses.fields(FederationOptions)}
+def _federation_options(self) -> dict:
+    """These options of ``self`` by field name (to carry them into another command)."""
+    return {field.name: getattr(self, field.name) for field in dataclasses.fields(FederationOptions)}
+
+
+def _validate(self, prefix: str = "--") -> None:
+    """Check every option (``UserError`` naming the first invalid one as on the CLI, under ``prefix``)."""
+    self.data.check_dataset(prefix + "data.")
+    self.data.validate(prefix + "data.")
+    self.privacy.validate(prefix + "privacy.")
+    self.training.validate(prefix + "training.")
+    for record in METHODS:
+        getattr(self, record.field).validate(f"{prefix}{record.name}.")
+    self.evaluation.validate(prefix + "evaluation.")
+
+
+FederationOptions = dataclasses.make_dataclass(
+    "FederationOptions",
+    [
+        _group("data", DataConfig, "Dataset, partition and split options."),
+        _group("privacy", PrivacyConfig, "Differential-privacy options (per client, sample level)."),
+        _group("training", TrainingConfig, "Federated training schedule (rounds, local epochs, batch size, "
+                                           "client sampling) of every method."),
+        *(_group(record.field, record.config_type(), record.help) for record in METHODS),
+        _group("evaluation", EvaluationConfig, "Downstream evaluation protocol."),
+    ],
+    namespace={"federation_options": _federation_options, "validate_federation": _validate,
+               "__doc__": "Options of one federation, whatever runs it.", "__module__": __name__},
+    frozen=True,
+)

@@ -5,13 +5,25 @@ outputs (orchestration in :mod:`fedsim.commands.table_run`, reports in
 
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass
 from pathlib import Path
 
-from fedsim.commands.train import AlgorithmName, TrainCommand
+from fedsim.algorithms.registry import PAPER_METHODS, MethodName
+from fedsim.algorithms.spec import TrainingConfig
+from fedsim.commands.train import TrainCommand
+from fedsim.data.federation import DataConfig
 
-PAPER_METHODS: tuple[AlgorithmName, ...] = ("fedavg", "fedprox", "fedlambda", "dp-cgan", "dp-cvae", "fedhypevae")
 QUICK_ROUNDS = 2
+RUN_DEFAULTS = TrainCommand(backend="local", data=DataConfig(partition_seed=0), training=TrainingConfig(rounds=50))
+"""The runs' options unless --run.* says otherwise: the reference protocol's 50 rounds and fixed partition
+seed 0, and the local backend (runs are small and start no Ray session each)."""
+SET_BY_TABLE = (
+    ("algorithm", "--methods"), ("seed", "--seeds"), ("data.partition", "--iid and --alphas"),
+    ("data.alpha", "--alphas"), ("out", "--out"), ("progress", "--progress"),
+    ("resume", "rerunning the table in the same --out (finished runs are reused)"),
+)
+"""Options of the runs that the table sets itself (each run's value), with the table option to use instead."""
 
 
 @dataclass(frozen=True)
@@ -21,41 +33,28 @@ class TableCommand:
     fidelity of the synthetic embeddings, per-client results and a bar chart.
     Rerunning the same command in the same --out skips the runs already finished."""
 
-    dataset: str = "synthetic"
-    """Built-in dataset (synthetic, synthetic-organs, digits, breast-cancer) or path to a .parquet/.npz embedding file."""
-    methods: tuple[AlgorithmName, ...] = PAPER_METHODS
+    methods: tuple[MethodName, ...] = PAPER_METHODS
     """Methods (table rows), in this order."""
     iid: bool = True
     """Include the IID configuration."""
     alphas: tuple[float, ...] = (0.3,)
     """Dirichlet label-skew configurations, one per α (empty: none)."""
     seeds: tuple[int, ...] = (0, 1, 2)
-    """Run seeds (the partition is fixed by --partition-seed, as in the reference protocol)."""
-    num_clients: int = 10
-    """Number of clients of every configuration."""
-    rounds: int = 50
-    """Communication rounds of every run."""
-    epsilon: float = 1.0
-    """Target ε per client of the private methods (FedAvg/FedProx/FedLambda run without DP unless --run.fedavg.private etc.)."""
-    delta: float = 1e-4
-    """Target δ per client."""
-    clip_norm: float = 1.5
-    """DP-SGD clipping bound C."""
-    partition_seed: int = 0
-    """Seed of the data (synthetic generation, partition, splits), fixed across run seeds."""
+    """Run seeds (the data are fixed by --run.data.partition-seed, 0 here, as in the reference protocol)."""
     ablations: bool = False
     """Add FedHypeVAE ablation rows: without hypernetwork, without MMD, without meta-code, and the paper privacy mode."""
     quick: bool = False
-    """Smoke-run preset: 2 rounds and the first seed only (a separate default --out)."""
+    """Smoke-run preset: at most 2 rounds and the first seed only (a separate default --out)."""
     out: Path | None = None
     """Table directory (default: runs/table-<dataset>[-quick]); finished runs in it are reused."""
     progress: bool = True
     """Show a progress bar over runs with an ETA."""
-    run: TrainCommand = TrainCommand(backend="local")
-    """Every other option of the runs (method models, schedule, evaluation, privacy accountant, threads, backend — local by default here: runs are small and start no Ray session each); the table sets the algorithm, seed, dataset, partition, α, clients, rounds, ε, δ and C itself."""
+    run: TrainCommand = RUN_DEFAULTS
+    """Every option of the runs: dataset (--run.data.dataset), clients (--run.data.num-clients), rounds (--run.training.rounds, 50 here), ε, δ and C (--run.privacy.*), method models, evaluation, threads, backend (local here).  The table sets each run's algorithm, seed, partition and α itself."""
 
     def effective_rounds(self) -> int:
-        return min(self.rounds, QUICK_ROUNDS) if self.quick else self.rounds
+        rounds = self.run.training.rounds
+        return min(rounds, QUICK_ROUNDS) if self.quick else rounds
 
     def effective_seeds(self) -> tuple[int, ...]:
         return self.seeds[:1] if self.quick else self.seeds
@@ -63,10 +62,12 @@ class TableCommand:
     def table_directory(self) -> Path:
         if self.out is not None:
             return Path(self.out)
-        stem = Path(self.dataset).stem if Path(self.dataset).suffix else self.dataset
+        dataset = self.run.data.dataset
+        stem = Path(dataset).stem if Path(dataset).suffix else dataset
         return Path("runs") / f"table-{stem}{'-quick' if self.quick else ''}"
 
     def validate(self) -> None:
+        """Check the table's options and every option of its runs before any work starts."""
         from fedsim.errors import UserError
 
         if not self.methods:
@@ -77,8 +78,18 @@ class TableCommand:
             raise UserError("--seeds is empty; give at least one run seed.")
         if len(set(self.seeds)) != len(self.seeds) or len(set(self.methods)) != len(self.methods):
             raise UserError("--seeds and --methods must not repeat a value.")
+        for alpha in self.alphas:
+            if not (alpha > 0 and alpha != float("inf")):
+                raise UserError(f"--alphas has {alpha!r}; every Dirichlet α must be a finite number > 0.")
         if self.ablations and "fedhypevae" not in self.methods:
             raise UserError("--ablations varies FedHypeVAE; add fedhypevae to --methods.")
+        for path, owner in SET_BY_TABLE:
+            value = operator.attrgetter(path)(self.run)
+            if value != operator.attrgetter(path)(RUN_DEFAULTS):
+                option = "--run." + path.replace("_", "-")
+                raise UserError(f"{option} {value} conflicts with the table, which sets it for every run; "
+                                f"drop {option} and use {owner}.")
+        self.run.validate("--run.")
 
     def execute(self) -> int:
         from fedsim.commands.table_run import run_table

@@ -23,9 +23,10 @@ from typing import Any
 
 from tqdm import tqdm
 
+from fedsim.algorithms.registry import method
 from fedsim.commands.resume import results_config
 from fedsim.commands.train import TrainCommand
-from fedsim.commands.training_run import run_configuration, validate
+from fedsim.commands.training_run import run_configuration
 from fedsim.errors import UserError
 from fedsim.evaluation.fidelity import fidelity, held_out_real
 from fedsim.evaluation.report import write_reports
@@ -33,8 +34,6 @@ from fedsim.io_utils import write_json_atomic
 from fedsim.outputs import config_dict
 from fedsim.seeding import torch_generator
 
-METHOD_NAMES = {"fedavg": "FedAvg", "fedprox": "FedProx", "fedlambda": "FedLambda", "dp-cgan": "DP-CGAN",
-                "dp-cvae": "DP-CVAE", "fedhypevae": "FedHypeVAE"}
 
 
 @dataclass(frozen=True)
@@ -84,7 +83,7 @@ class PlannedRun:
 
 
 def table_rows(table) -> list[Row]:
-    rows = [Row(m, METHOD_NAMES[m], m) for m in table.methods]
+    rows = [Row(m, method(m, "--methods").label, m) for m in table.methods]
     return rows + list(ABLATIONS) if table.ablations else rows
 
 
@@ -94,18 +93,17 @@ def configurations(table) -> list[Configuration]:
 
 
 def train_command(table, row: Row, configuration: Configuration, seed: int) -> TrainCommand:
-    """The full configuration of one run (the table's settings over ``table.run``)."""
+    """The full configuration of one run: ``table.run`` with the row's algorithm (and its
+    ablation changes), the configuration's partition, the seed and the table's rounds."""
     base: TrainCommand = table.run
-    field = row.algorithm.replace("-", "_")
-    method = replace(getattr(base, field), **dict(row.method_changes))
-    privacy = replace(base.privacy, epsilon=table.epsilon, delta=table.delta, clip_norm=table.clip_norm,
-                      **dict(row.privacy_changes))
-    data = replace(base.data, dataset=table.dataset, partition=configuration.partition,
-                   alpha=configuration.alpha if configuration.alpha is not None else base.data.alpha,
-                   num_clients=table.num_clients, partition_seed=table.partition_seed)
+    field = method(row.algorithm).field
+    changes = {field: replace(getattr(base, field), **dict(row.method_changes))}
+    privacy = replace(base.privacy, **dict(row.privacy_changes))
+    data = replace(base.data, partition=configuration.partition,
+                   alpha=configuration.alpha if configuration.alpha is not None else base.data.alpha)
     training = replace(base.training, rounds=table.effective_rounds())
     return replace(base, algorithm=row.algorithm, seed=seed, data=data, privacy=privacy, training=training,
-                   out=None, progress=False, **{field: method})
+                   out=None, progress=False, **changes)
 
 
 def plan(table) -> list[PlannedRun]:
@@ -164,8 +162,6 @@ def run_table(table) -> dict:
     """Run (or reuse) every planned run, write the reports; return counts and the summary."""
     table.validate()
     runs = plan(table)
-    for planned in runs:  # every option checked before any work starts
-        validate(planned.command)
     out = table.table_directory()
     results = out / "results"
     records = {run.filename: load_finished(results / run.filename, run) for run in runs}
@@ -188,14 +184,15 @@ def run_table(table) -> dict:
 
 def _settings(table) -> dict[str, str]:
     run = table.run
-    epsilon = "∞" if math.isinf(table.epsilon) else f"{table.epsilon:g}"
+    epsilon = "∞" if math.isinf(run.privacy.epsilon) else f"{run.privacy.epsilon:g}"
     return {
-        "dataset": table.dataset,
-        "clients": str(table.num_clients),
+        "dataset": run.data.dataset,
+        "clients": str(run.data.num_clients),
         "rounds × local epochs": f"{table.effective_rounds()} × {run.training.local_epochs}",
         "seeds": ", ".join(str(s) for s in table.effective_seeds()),
-        "partition seed": str(table.partition_seed),
-        "target ε, δ, C": f"{epsilon}, {table.delta:g}, {table.clip_norm:g} ({run.privacy.accountant} accountant)",
+        "partition seed": str(run.data.partition_seed),
+        "target ε, δ, C": f"{epsilon}, {run.privacy.delta:g}, {run.privacy.clip_norm:g} "
+                          f"({run.privacy.accountant} accountant)",
         "λ selection": f"{run.evaluation.selection} (validation accuracy); synthetic labels: "
                        f"{run.evaluation.synthetic_labels}",
         "quick preset": str(table.quick),

@@ -8,18 +8,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from fedsim.algorithms.registry import DEFAULT_METHOD, MethodName, method
 from fedsim.backend import RayConfig
 from fedsim.commands.federation_options import FederationOptions
-
-AlgorithmName = Literal["fedhypevae", "fedavg", "fedprox", "fedlambda", "dp-cvae", "dp-cgan"]
+from fedsim.errors import UserError
+from fedsim.validation import check
 
 
 @dataclass(frozen=True)
 class TrainCommand(FederationOptions):
     """Train one federation (FedHypeVAE by default) and evaluate it with the downstream protocol."""
 
-    algorithm: AlgorithmName = "fedhypevae"
-    """Method to run: FedHypeVAE, or a baseline of the paper's Table 1 (FedAvg, FedProx, FedLambda, DP-CVAE, DP-CGAN)."""
+    algorithm: MethodName = DEFAULT_METHOD
+    """Method to run (one record each in fedsim.algorithms.registry); its options are --<method>.*."""
     seed: int = 0
     """The run's one seed; every component derives its own generator from it."""
     backend: Literal["ray", "local"] = "ray"
@@ -45,8 +46,24 @@ class TrainCommand(FederationOptions):
 
     def method_config(self):
         """The frozen config of the selected algorithm."""
-        return {"fedhypevae": self.fedhypevae, "fedavg": self.fedavg, "fedprox": self.fedprox,
-                "fedlambda": self.fedlambda, "dp-cvae": self.dp_cvae, "dp-cgan": self.dp_cgan}[self.algorithm]
+        return getattr(self, method(self.algorithm).field)
+
+    def validate(self, prefix: str = "--") -> None:
+        """Check every option before any work starts (``UserError`` naming the first invalid one,
+        as on the CLI under ``prefix``: ``--`` for ``train``, ``--run.`` inside ``table``)."""
+        method(self.algorithm, prefix + "algorithm")
+        self.validate_federation(prefix)
+        self.ray.validate(prefix + "ray.")
+        check(self, prefix, [
+            ("backend", self.backend in ("ray", "local"), "one of ray, local"),
+            ("checkpoint_every", self.checkpoint_every >= 0, "an integer >= 0 (0 = never)"),
+            ("threads", self.threads >= 0, "an integer >= 0 (0 = all cores)"),
+        ])
+        if self.out is not None and Path(self.out).exists() and not Path(self.out).is_dir():
+            raise UserError(f"{prefix}out {str(self.out)!r} is a file; give a run directory (new or existing).")
+        if self.resume is not None and not Path(self.resume).is_dir():
+            raise UserError(f"{prefix}resume {str(self.resume)!r} is not a directory; give the run directory "
+                            "of the run to continue.")
 
     def run_directory(self) -> Path:
         if self.out is not None:

@@ -19,13 +19,12 @@ from typing import Sequence
 
 import torch
 
-from fedsim.algorithms.registry import RunSettings, algorithm_module
+from fedsim.algorithms.registry import RunSettings, method
 from fedsim.algorithms.spec import FederationSpec
 from fedsim.callbacks import CheckpointCallback, ProgressBar, RunCallback
 from fedsim.checkpoint import load_checkpoint
 from fedsim.commands.resume import resume_command
 from fedsim.data.federation import Federation, load_federation
-from fedsim.errors import UserError
 from fedsim.evaluation.blend import chosen_results, summarize
 from fedsim.outputs import config_dict, write_frame, write_json, write_synthetic
 from fedsim.privacy.secure_noise import REPRODUCIBLE_NOISE_NOTE
@@ -35,17 +34,9 @@ from fedsim.simulation import LocalClientPool, RunResult, resume_run, run_federa
 
 
 def validate(command) -> None:
-    """Every option checked before any work starts."""
-    command.data.validate()
-    command.privacy.validate()
-    command.training.validate()
-    method = command.method_config()
-    if hasattr(method, "validate"):
-        method.validate()
-    if command.backend == "ray":
-        command.ray.validate()
-    if command.checkpoint_every < 0:
-        raise UserError(f"--checkpoint-every must be >= 0 (0 = never), got {command.checkpoint_every}.")
+    """Every option of ``command`` checked, once, before any work starts (a ``UserError``
+    naming the first invalid option, as on the CLI)."""
+    command.validate()
 
 
 @dataclass(frozen=True)
@@ -68,7 +59,7 @@ def prepare(command) -> Prepared:
                           tuple(federation.class_names))
     settings = RunSettings(command.algorithm, command.method_config(), command.privacy,
                            command.training, command.evaluation, command.seed)
-    return Prepared(federation, spec, settings, algorithm_module(command.algorithm))
+    return Prepared(federation, spec, settings, method(command.algorithm).implementation())
 
 
 def simulate(command, prepared: Prepared, callbacks: Sequence[RunCallback] = (),
@@ -98,7 +89,7 @@ def run_rounds(command, settings: RunSettings, server, pool, callbacks: Sequence
         if command.resume is not None:
             start, result = resume_run(run_dir, server, pool)
         if command.checkpoint_every > 0:
-            callbacks.append(CheckpointCallback(run_dir, command.checkpoint_every, settings.schedule.rounds,
+            callbacks.append(CheckpointCallback(run_dir, command.checkpoint_every, settings.training.rounds,
                                                 server, pool, command))
     return run_federation(server, pool, settings, callbacks, start_round=start, result=result)
 

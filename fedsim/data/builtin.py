@@ -57,6 +57,11 @@ def _breast_cancer() -> EmbeddingDataset:
     )
 
 
+def is_builtin(name: str) -> bool:
+    """True when ``name`` names a built-in dataset (case and surrounding spaces ignored)."""
+    return str(name).strip().lower() in (*BUILTIN_DATASETS, "breast_cancer")
+
+
 def load_dataset(
     name_or_path: str, seed: int, synthetic: SyntheticConfig = SyntheticConfig()
 ) -> EmbeddingDataset:
@@ -66,6 +71,11 @@ def load_dataset(
     ``synthetic-organs``; files and the scikit-learn datasets are fixed.
     """
     name = str(name_or_path).strip()
+    if not is_builtin(name) and Path(name).suffix.lower() not in (".parquet", ".npz"):
+        raise UserError(
+            f"--data.dataset {name!r} is neither a built-in dataset ({', '.join(BUILTIN_DATASETS)}) "
+            "nor a path to a .parquet or .npz embedding file."
+        )
     if name.lower() == "synthetic":
         return make_synthetic(synthetic, seed)
     if name.lower() == NAME:
@@ -74,11 +84,6 @@ def load_dataset(
         return _digits()
     if name.lower() in ("breast-cancer", "breast_cancer"):
         return _breast_cancer()
-    if Path(name).suffix.lower() in (".parquet", ".npz"):
-        from fedsim.data.io import load_embeddings
+    from fedsim.data.io import load_embeddings
 
-        return load_embeddings(name)
-    raise UserError(
-        f"--data.dataset {name!r} is neither a built-in dataset ({', '.join(BUILTIN_DATASETS)}) "
-        "nor a path to a .parquet or .npz embedding file."
-    )
+    return load_embeddings(name)

@@ -22,6 +22,7 @@ and a fixed partition seed fixes the data across run seeds.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
@@ -30,6 +31,7 @@ from fedsim.data.dataset import EmbeddingDataset
 from fedsim.data.synthetic import SyntheticConfig
 from fedsim.errors import UserError
 from fedsim.seeding import numpy_rng
+from fedsim.validation import check
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -64,21 +66,29 @@ class DataConfig:
     synthetic: SyntheticConfig = SyntheticConfig()
     """Options of the built-in synthetic datasets (synthetic-organs fixes n-samples, num-classes and imbalance)."""
 
-    def validate(self) -> None:
-        """Raise a UserError naming the first invalid option."""
-        from fedsim.data.splits import check_fractions
+    def check_dataset(self, prefix: str = "--data.") -> None:
+        """Raise a UserError unless ``dataset`` names a built-in dataset or an existing embedding file
+        (a separate check: :func:`build_federation` takes the records themselves)."""
+        from fedsim.data.builtin import BUILTIN_DATASETS, is_builtin
 
-        if self.partition not in ("iid", "dirichlet", "site"):
-            raise UserError(f"--data.partition is {self.partition!r}; valid are iid, dirichlet, site.")
-        if not (np.isfinite(self.alpha) and self.alpha > 0):
-            raise UserError(f"--data.alpha is {self.alpha!r}; it must be a number > 0 (e.g. 0.3).")
-        if self.num_clients < 1:
-            raise UserError(f"--data.num-clients is {self.num_clients}; it must be an integer ≥ 1.")
-        if self.min_samples < 0:
-            raise UserError(f"--data.min-samples is {self.min_samples}; it must be an integer ≥ 0.")
-        if self.standardize not in ("none", "pooled-train"):
-            raise UserError(f"--data.standardize is {self.standardize!r}; valid are none, pooled-train.")
-        check_fractions(self.test_fraction, self.val_fraction)
+        if not is_builtin(self.dataset):
+            path = Path(self.dataset).expanduser()
+            if path.suffix.lower() not in (".parquet", ".npz") or not path.is_file():
+                raise UserError(f"{prefix}dataset {self.dataset!r} is neither a built-in dataset "
+                                f"({', '.join(BUILTIN_DATASETS)}) nor an existing .parquet or .npz embedding file.")
+
+    def validate(self, prefix: str = "--data.") -> None:
+        """Raise a UserError naming the first invalid option (as on the CLI, under ``prefix``)."""
+        check(self, prefix, [
+            ("partition", self.partition in ("iid", "dirichlet", "site"), "one of iid, dirichlet, site"),
+            ("alpha", np.isfinite(self.alpha) and self.alpha > 0, "a number > 0 (e.g. 0.3)"),
+            ("num_clients", self.num_clients >= 1, "an integer >= 1"),
+            ("min_samples", self.min_samples >= 0, "an integer >= 0"),
+            *((name, np.isfinite(getattr(self, name)) and 0 <= getattr(self, name) < 1, "a number in [0, 1)")
+              for name in ("test_fraction", "val_fraction")),
+            ("standardize", self.standardize in ("none", "pooled-train"), "one of none, pooled-train"),
+        ])
+        self.synthetic.validate(prefix + "synthetic.")
 
 
 @dataclass(frozen=True, eq=False)

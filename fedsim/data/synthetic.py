@@ -58,8 +58,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from fedsim.data.dataset import EmbeddingDataset
-from fedsim.errors import UserError
 from fedsim.seeding import numpy_rng
+from fedsim.validation import check
 
 
 @dataclass(frozen=True)
@@ -85,23 +85,20 @@ class SyntheticConfig:
     class_separation: float = 0.86
     """Scale σ_sep of the class means (pairwise distance ≈ √2·σ_sep, before standardisation)."""
 
-    def validate(self) -> None:
-        """Raise a UserError naming the first invalid option."""
-        checks = (
-            ("n-samples", self.n_samples >= 2, "an integer ≥ 2"),
-            ("dim", self.dim >= 1, "an integer ≥ 1"),
-            ("num-classes", self.num_classes >= 2, "an integer ≥ 2"),
-            ("num-sites", self.num_sites >= 1, "an integer ≥ 1"),
-            ("imbalance", np.isfinite(self.imbalance) and self.imbalance >= 0, "a number ≥ 0"),
-            ("intrinsic-dim", self.intrinsic_dim >= 1, "an integer ≥ 1"),
-            ("site-shift", np.isfinite(self.site_shift) and self.site_shift >= 0, "a number ≥ 0"),
-            ("noise", np.isfinite(self.noise) and self.noise >= 0, "a number ≥ 0"),
-            ("class-separation", np.isfinite(self.class_separation) and self.class_separation > 0, "a number > 0"),
-        )
-        for option, ok, valid in checks:
-            if not ok:
-                value = getattr(self, option.replace("-", "_"))
-                raise UserError(f"--data.synthetic.{option} is {value!r}; it must be {valid}.")
+    def validate(self, prefix: str = "--data.synthetic.") -> None:
+        """Raise a UserError naming the first invalid option (as on the CLI, under ``prefix``)."""
+        check(self, prefix, [
+            ("n_samples", self.n_samples >= 2, "an integer >= 2"),
+            ("dim", self.dim >= 1, "an integer >= 1"),
+            ("num_classes", self.num_classes >= 2, "an integer >= 2"),
+            ("num_sites", self.num_sites >= 1, "an integer >= 1"),
+            ("imbalance", np.isfinite(self.imbalance) and self.imbalance >= 0, "a finite number >= 0"),
+            ("intrinsic_dim", self.intrinsic_dim >= 1, "an integer >= 1"),
+            ("site_shift", np.isfinite(self.site_shift) and self.site_shift >= 0, "a finite number >= 0"),
+            ("noise", np.isfinite(self.noise) and self.noise >= 0, "a finite number >= 0"),
+            ("class_separation", np.isfinite(self.class_separation) and self.class_separation > 0,
+             "a finite number > 0"),
+        ])
 
 
 def class_prior(num_classes: int, imbalance: float) -> np.ndarray:

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from fedsim.models.init import seeded
+from fedsim.validation import check, finite
 
 
 @dataclass(frozen=True)
@@ -22,6 +23,14 @@ class LinearProbeConfig:
     """Adam learning rate."""
     weight_decay: float = 5e-4
     """Adam weight decay."""
+
+    def validate(self, prefix: str = "--evaluation.probe.") -> None:
+        """Raise a ``UserError`` naming the first invalid option (as on the CLI, under ``prefix``)."""
+        check(self, prefix, [
+            ("steps", self.steps >= 1, "an integer >= 1"),
+            ("lr", finite(self.lr) and self.lr > 0, "a finite number > 0"),
+            ("weight_decay", finite(self.weight_decay) and self.weight_decay >= 0, "a finite number >= 0"),
+        ])
 
 
 def train_linear(x: np.ndarray, y: np.ndarray, num_classes: int, config: LinearProbeConfig,

@@ -7,6 +7,7 @@ classifiers).  The test split only produces metrics (see :mod:`fedsim.evaluation
 
 from __future__ import annotations
 
+import typing
 from dataclasses import dataclass
 from typing import Callable, Literal
 
@@ -14,6 +15,7 @@ import numpy as np
 
 from fedsim.evaluation.blend import DEFAULT_LAMBDAS, ClientEvaluation, SelectionRule, blend_evaluation
 from fedsim.evaluation.classifier import LinearProbeConfig, predict_proba, train_linear
+from fedsim.validation import check
 
 
 @dataclass(frozen=True)
@@ -26,6 +28,15 @@ class EvaluationConfig:
     """Labels of each client's synthetic set: its own train label counts (reference) or draws from the DP global label distribution."""
     probe: LinearProbeConfig = LinearProbeConfig()
     """Linear classifier training options."""
+
+    def validate(self, prefix: str = "--evaluation.") -> None:
+        """Raise a ``UserError`` naming the first invalid option (as on the CLI, under ``prefix``)."""
+        check(self, prefix, [
+            ("selection", self.selection in typing.get_args(SelectionRule), "one of "
+             + ", ".join(typing.get_args(SelectionRule))),
+            ("synthetic_labels", self.synthetic_labels in ("client", "global"), "one of client, global"),
+        ])
+        self.probe.validate(prefix + "probe.")
 
 
 def local_probabilities(data, probe: LinearProbeConfig, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -23,7 +23,9 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from fedsim.errors import UserError
 from fedsim.models.mlp import mlp
+from fedsim.validation import check, finite
 
 
 @dataclass(frozen=True)
@@ -37,12 +39,12 @@ class OutputScaling:
     high: float = 3.0
     """Public upper bound of every feature (sigmoid output only)."""
 
-    def validate(self, option: str) -> None:
-        from fedsim.errors import UserError
-
+    def validate(self, prefix: str) -> None:
+        """Raise a ``UserError`` naming the first invalid option (``prefix``: e.g. ``--dp-cvae.scaling.``)."""
+        check(self, prefix, [(name, finite(getattr(self, name)), "a finite number") for name in ("low", "high")])
         if self.output == "sigmoid" and not self.high > self.low:
-            raise UserError(f"--{option}.scaling.high ({self.high}) must be greater than "
-                            f"--{option}.scaling.low ({self.low}).")
+            raise UserError(f"{prefix}high ({self.high}) must be greater than {prefix}low ({self.low}) "
+                            f"with {prefix}output sigmoid.")
 
 
 class FeatureScaler(nn.Module):

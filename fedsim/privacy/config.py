@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from fedsim.validation import check, finite
+
 
 @dataclass(frozen=True)
 class PrivacyConfig:
@@ -43,23 +45,13 @@ class PrivacyConfig:
         """False when ε = ∞ (no noise, no clipping)."""
         return self.epsilon != float("inf")
 
-    def validate(self) -> None:
-        """Raise ``UserError`` naming the first invalid option."""
-        from fedsim.errors import UserError
-
-        if not self.epsilon > 0:
-            raise UserError(f"--privacy.epsilon must be > 0 (or inf for no DP), got {self.epsilon}.")
-        if not 0 < self.delta < 1:
-            raise UserError(f"--privacy.delta must be in (0, 1), got {self.delta}.")
-        if not self.clip_norm > 0:
-            raise UserError(f"--privacy.clip-norm must be > 0, got {self.clip_norm}.")
-        if not 0 < self.stats_epsilon_fraction < 1:
-            raise UserError(
-                f"--privacy.stats-epsilon-fraction must be in (0, 1), got {self.stats_epsilon_fraction}."
-            )
-        if self.stats_clip_norm is not None and not self.stats_clip_norm > 0:
-            raise UserError(f"--privacy.stats-clip-norm must be > 0, got {self.stats_clip_norm}.")
-        if not isinstance(self.reproducible_noise, bool):
-            raise UserError(
-                f"--privacy.reproducible-noise must be true or false, got {self.reproducible_noise!r}."
-            )
+    def validate(self, prefix: str = "--privacy.") -> None:
+        """Raise a ``UserError`` naming the first invalid option (as on the CLI, under ``prefix``)."""
+        check(self, prefix, [
+            ("epsilon", self.epsilon > 0, "a number > 0 (or inf for no DP)"),
+            ("delta", 0 < self.delta < 1, "a number in (0, 1)"),
+            ("clip_norm", finite(self.clip_norm) and self.clip_norm > 0, "a finite number > 0"),
+            ("stats_epsilon_fraction", 0 < self.stats_epsilon_fraction < 1, "a number in (0, 1)"),
+            ("stats_clip_norm", self.stats_clip_norm is None
+             or (finite(self.stats_clip_norm) and self.stats_clip_norm > 0), "a finite number > 0"),
+        ])

@@ -9,7 +9,6 @@ from dataclasses import replace
 import numpy as np
 import torch
 
-from fedsim.algorithms.fedavg import FedAvgConfig
 from fedsim.algorithms.fedhypevae.config import FedHypeVAEConfig
 from fedsim.algorithms.spec import TrainingConfig
 from fedsim.backend import RayConfig
@@ -34,7 +33,6 @@ def tiny_command(algorithm: str = "fedhypevae", *, clients: int = 4, rounds: int
         privacy=PrivacyConfig(epsilon=epsilon),
         training=TrainingConfig(rounds=rounds, batch_size=16),
         fedhypevae=TINY_HYPEVAE,
-        fedavg=FedAvgConfig(batch_size=16),
         evaluation=EvaluationConfig(probe=LinearProbeConfig(steps=5)),
         backend="local",
         ray=RayConfig(num_cpus=2),

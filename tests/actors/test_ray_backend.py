@@ -39,7 +39,7 @@ def test_ray_backend_reproduces_the_local_backend(ray_cluster, command, actors):
 
 
 def _private_fedavg(rounds: int = 4, clients: int = 4):
-    return tiny_command("fedavg", clients=clients, rounds=rounds, fedavg=FedAvgConfig(batch_size=16, private=True))
+    return tiny_command("fedavg", clients=clients, rounds=rounds, fedavg=FedAvgConfig(private=True))
 
 
 class SlowFourthRound(ClientActor):

@@ -35,10 +35,11 @@ def spec_of(federation: Federation) -> FederationSpec:
 
 
 def run(algorithm: str, method, federation: Federation, rounds: int = 5, epsilon: float = float("inf"),
-        local_epochs: int = 1, seed: int = 0, selection: str = "global", **privacy):
-    """Run a whole federation in process; return (result, per-client rows, pool, server)."""
+        local_epochs: int = 1, seed: int = 0, selection: str = "global", batch_size: int | None = None, **privacy):
+    """Run a whole federation in process; return (result, per-client rows, pool, server)
+    (``batch_size`` None: the method's default B from its registry record)."""
     settings = RunSettings(algorithm, method, PrivacyConfig(epsilon=epsilon, **privacy),
-                           TrainingConfig(rounds=rounds, local_epochs=local_epochs),
+                           TrainingConfig(rounds=rounds, local_epochs=local_epochs, batch_size=batch_size),
                            EvaluationConfig(selection=selection), seed)
     module = algorithm_module(algorithm)
     spec = spec_of(federation)

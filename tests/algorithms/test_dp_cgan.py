@@ -15,7 +15,8 @@ from fedsim.algorithms.spec import TrainingConfig
 from fedsim.evaluation.downstream import EvaluationConfig
 from fedsim.privacy.config import PrivacyConfig
 
-SMALL = DPCGANConfig(latent_dim=8, generator_hidden=(32,), discriminator_hidden=(32,), batch_size=32, lr=1e-2)
+SMALL = DPCGANConfig(latent_dim=8, generator_hidden=(32,), discriminator_hidden=(32,), lr=1e-2)
+BATCH = 32
 
 
 @pytest.fixture(scope="module")
@@ -26,11 +27,11 @@ def federation():
 @pytest.fixture(scope="module")
 def private_run(federation):
     """One round at ε = 1: (result, rows, pool, server)."""
-    return run("dp-cgan", SMALL, federation, rounds=1, epsilon=1.0)
+    return run("dp-cgan", SMALL, federation, rounds=1, epsilon=1.0, batch_size=BATCH)
 
 
 def test_learns_class_conditional_embeddings(federation):
-    result, _, _, _ = run("dp-cgan", SMALL, federation, rounds=20, local_epochs=3)
+    result, _, _, _ = run("dp-cgan", SMALL, federation, rounds=20, local_epochs=3, batch_size=BATCH)
     assert label_agreement(result.artifact, federation) > 0.9
 
 
@@ -55,7 +56,7 @@ def test_generator_step_reads_no_record(federation):
     generators = []
     for client_data in (data, other):
         client = DPCGANClient(client_data, spec_of(federation), SMALL, PrivacyConfig(epsilon=1.0),
-                              TrainingConfig(rounds=1), EvaluationConfig(), seed=0)
+                              TrainingConfig(rounds=1, batch_size=BATCH), EvaluationConfig(), seed=0)
         client.trainer.step = lambda *args, **kwargs: None
         client.local_step()
         generators.append(client.model.generator.state_dict())

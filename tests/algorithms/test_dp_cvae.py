@@ -11,8 +11,9 @@ from fedsim.algorithms.dp_cvae import DPCVAEConfig
 from fedsim.errors import UserError
 from fedsim.models.conditional import OutputScaling
 
-SMALL = DPCVAEConfig(hidden_dim=32, hidden_layers=2, latent_dim=4, batch_size=32, lr=1e-2)
-TINY = DPCVAEConfig(hidden_dim=16, hidden_layers=1, latent_dim=2, batch_size=32)
+SMALL = DPCVAEConfig(hidden_dim=32, hidden_layers=2, latent_dim=4, lr=1e-2)
+TINY = DPCVAEConfig(hidden_dim=16, hidden_layers=1, latent_dim=2)
+BATCH = 32
 
 
 @pytest.fixture(scope="module")
@@ -23,11 +24,11 @@ def federation():
 @pytest.fixture(scope="module")
 def private_run(federation):
     """Two rounds at ε = 1: (result, rows, pool, server)."""
-    return run("dp-cvae", SMALL, federation, rounds=2, epsilon=1.0)
+    return run("dp-cvae", SMALL, federation, rounds=2, epsilon=1.0, batch_size=BATCH)
 
 
 def test_learns_class_conditional_embeddings(federation):
-    result, _, _, _ = run("dp-cvae", SMALL, federation, rounds=10, local_epochs=3)
+    result, _, _, _ = run("dp-cvae", SMALL, federation, rounds=10, local_epochs=3, batch_size=BATCH)
     assert label_agreement(result.artifact, federation) > 0.95
 
 
@@ -59,24 +60,25 @@ def test_ledger_composes_dp_sgd_and_label_release(private_run):
 
 
 def test_batch_covering_all_records_is_still_counted_as_dp_sgd(federation):
-    config = DPCVAEConfig(hidden_dim=16, hidden_layers=1, latent_dim=2, batch_size=10_000)
-    result, _, _, _ = run("dp-cvae", config, federation, rounds=2, epsilon=1.0)
+    config = DPCVAEConfig(hidden_dim=16, hidden_layers=1, latent_dim=2)
+    result, _, _, _ = run("dp-cvae", config, federation, rounds=2, epsilon=1.0, batch_size=10_000)
     record = result.privacy_records[0]
     assert record.sample_rate == 1.0 and record.steps == 2
     assert record.epsilon_dp_sgd > 0 and record.epsilon_statistics < record.epsilon_total
 
 
 def test_sigmoid_scaling_keeps_samples_in_the_public_range(federation):
-    config = DPCVAEConfig(hidden_dim=16, hidden_layers=1, latent_dim=2, batch_size=32,
+    config = DPCVAEConfig(hidden_dim=16, hidden_layers=1, latent_dim=2,
                           scaling=OutputScaling("sigmoid", -1.0, 4.0))
-    result, _, _, _ = run("dp-cvae", config, federation, rounds=1)
+    result, _, _, _ = run("dp-cvae", config, federation, rounds=1, batch_size=BATCH)
     samples = result.artifact.sample(np.zeros(20, dtype=np.int64), torch.Generator().manual_seed(0))
     assert samples.min() >= -1.0 and samples.max() <= 4.0
 
 
 def test_selection_and_training_never_read_test_data(federation, private_run):
     clean_result, clean_rows = private_run[:2]
-    poisoned_result, poisoned_rows, _, _ = run("dp-cvae", SMALL, poison_test(federation), rounds=2, epsilon=1.0)
+    poisoned_result, poisoned_rows, _, _ = run("dp-cvae", SMALL, poison_test(federation), rounds=2, epsilon=1.0,
+                                                batch_size=BATCH)
     assert [r["lambda"] for r in clean_rows] == [r["lambda"] for r in poisoned_rows]
     assert [r["val_acc"] for r in clean_rows] == [r["val_acc"] for r in poisoned_rows]
     poisoned_state = poisoned_result.artifact.generator.state_dict()
@@ -87,5 +89,5 @@ def test_selection_and_training_never_read_test_data(federation, private_run):
 def test_bad_options_are_user_errors():
     with pytest.raises(UserError, match="dp-cvae.scaling"):
         DPCVAEConfig(scaling=OutputScaling("sigmoid", 1.0, 1.0)).validate()
-    with pytest.raises(UserError, match="batch-size"):
-        DPCVAEConfig(batch_size=0).validate()
+    with pytest.raises(UserError, match="--dp-cvae.latent-dim"):
+        DPCVAEConfig(latent_dim=0).validate()

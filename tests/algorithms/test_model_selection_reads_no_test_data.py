@@ -15,20 +15,20 @@ from fedsim.algorithms.dp_cgan import DPCGANConfig
 from fedsim.algorithms.fedhypevae.config import FedHypeVAEConfig
 
 METHODS = [
-    ("dp-cgan", DPCGANConfig(latent_dim=8, generator_hidden=(32,), discriminator_hidden=(32,), batch_size=32,
-                             lr=1e-2)),
+    ("dp-cgan", DPCGANConfig(latent_dim=8, generator_hidden=(32,), discriminator_hidden=(32,), lr=1e-2), 32),
     ("fedhypevae", FedHypeVAEConfig(hidden_dim=16, latent_dim=4, code_dim=4, hyper_hidden=8, label_dim=4,
-                                    meta_steps=20)),
+                                    meta_steps=20), None),
 ]
 
 
-@pytest.mark.parametrize("algorithm,config", METHODS, ids=[name for name, _ in METHODS])
+@pytest.mark.parametrize("algorithm,config,batch_size", METHODS, ids=[name for name, _, _ in METHODS])
 @pytest.mark.parametrize("selection", ["global", "per-client"])
-def test_selection_and_training_never_read_test_data(algorithm, config, selection):
+def test_selection_and_training_never_read_test_data(algorithm, config, batch_size, selection):
     federation = toy_federation()
-    clean, clean_rows, _, _ = run(algorithm, config, federation, rounds=2, epsilon=1.0, selection=selection)
+    clean, clean_rows, _, _ = run(algorithm, config, federation, rounds=2, epsilon=1.0, selection=selection,
+                                  batch_size=batch_size)
     poisoned, poisoned_rows, _, _ = run(algorithm, config, poison_test(federation), rounds=2, epsilon=1.0,
-                                        selection=selection)
+                                        selection=selection, batch_size=batch_size)
     assert [r["lambda"] for r in clean_rows] == [r["lambda"] for r in poisoned_rows]
     assert [r["val_acc"] for r in clean_rows] == [r["val_acc"] for r in poisoned_rows]
     labels = np.repeat(np.arange(federation.num_classes), 20)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pandas as pd
@@ -13,8 +14,8 @@ from fedsim.commands.table import TableCommand
 from fedsim.run import main
 
 TINY = [
-    "--dataset", "synthetic", "--quick", "--num-clients", "3", "--alphas", "0.5", "--no-progress",
-    "--run.threads", "1",
+    "--run.data.dataset", "synthetic", "--quick", "--run.data.num-clients", "3", "--alphas", "0.5",
+    "--no-progress", "--run.threads", "1",
     "--run.data.synthetic.n-samples", "300", "--run.data.synthetic.dim", "8",
     "--run.data.synthetic.num-classes", "3",
     "--run.fedhypevae.hidden-dim", "16", "--run.fedhypevae.latent-dim", "4", "--run.fedhypevae.meta-steps", "10",
@@ -83,7 +84,7 @@ def test_changed_configuration_is_refused(tmp_path, count_runs, capsys):
     out = tmp_path / "table"
     args = [*TINY, "--methods", "fedavg", "--out", str(out)]
     assert main(["table", *args]) == 0
-    assert main(["table", *args, "--rounds", "1"]) == 2
+    assert main(["table", *args, "--run.training.rounds", "1"]) == 2
     assert "different configuration" in capsys.readouterr().err
     record = json.loads((out / "results" / "fedavg__iid__seed0.json").read_text())
     assert record["config"]["training"]["rounds"] == 2
@@ -109,3 +110,36 @@ def test_plan_with_ablations_and_presets():
 def test_bad_options_are_one_sentence_errors(tmp_path, args, message, capsys):
     assert main(["table", "--out", str(tmp_path / "t"), *args]) == 2
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args,named", [
+    (["--run.algorithm", "fedavg"], ["--run.algorithm", "--methods"]),
+    (["--run.seed", "3"], ["--run.seed", "--seeds"]),
+    (["--run.data.partition", "iid"], ["--run.data.partition", "--iid"]),
+    (["--run.data.alpha", "1.0"], ["--run.data.alpha", "--alphas"]),
+    (["--run.out", "elsewhere"], ["--run.out", "--out"]),
+    (["--run.resume", "elsewhere"], ["--run.resume"]),
+])
+def test_options_the_table_sets_are_refused_under_run(tmp_path, args, named, capsys):
+    out = tmp_path / "t"
+    assert main(["table", "--out", str(out), *args]) == 2
+    err = capsys.readouterr().err
+    assert all(option in err for option in named) and "Traceback" not in err
+    assert not out.exists()
+
+
+def test_run_options_are_validated_under_their_table_name(tmp_path, capsys):
+    out = tmp_path / "t"
+    assert main(["table", "--out", str(out), "--run.fedhypevae.meta-codes", "0"]) == 2
+    assert "--run.fedhypevae.meta-codes must be an integer >= 1, got 0." in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_one_source_per_run_option():
+    table = TableCommand()
+    assert {"dataset", "num_clients", "rounds", "epsilon", "delta", "clip_norm", "partition_seed"}.isdisjoint(
+        f.name for f in dataclasses.fields(TableCommand))
+    run = table_run.plan(table)[0].command
+    assert run.training.rounds == 50 and run.data.partition_seed == 0 and run.backend == "local"
+    labels = [row.name for row in table_run.table_rows(table)]
+    assert labels == ["FedAvg", "FedProx", "FedLambda", "DP-CGAN", "DP-CVAE", "FedHypeVAE"]

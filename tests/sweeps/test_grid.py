@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from fedsim.algorithms.fedhypevae.config import FedHypeVAEConfig
-from fedsim.algorithms.registry import ALGORITHMS
+from fedsim.algorithms.registry import NAMES
 from fedsim.commands.train import TrainCommand
 from fedsim.errors import UserError
 from sweeps.grid import alpha_label, build_grid, trial_command, trial_name
@@ -32,8 +32,8 @@ def test_alpha_labels_are_canonical():
 
 
 def test_default_methods_are_every_registered_algorithm():
-    assert RunOptions().grid().methods == tuple(ALGORITHMS)
-    assert grid(methods=None).methods == tuple(ALGORITHMS)
+    assert RunOptions().grid().methods == NAMES
+    assert grid(methods=None).methods == NAMES
 
 
 def test_lambdas_multiply_only_fedhypevae_and_non_private_methods_run_once():

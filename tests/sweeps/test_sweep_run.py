@@ -65,12 +65,14 @@ def test_small_sweep_writes_results_and_plots_then_resumes(tmp_path, capfd, loca
 
 
 def test_errored_trials_rerun_on_resume(tmp_path, capfd, local_ray):
-    """A trial that failed (here: its embedding file did not exist yet) is rerun by the same
-    command once the problem is fixed; the sweep then completes."""
+    """A trial that failed (here: its embedding file was not readable yet; a missing file is
+    refused before the sweep starts) is rerun by the same command once the problem is fixed;
+    the sweep then completes."""
     from fedsim.data.io import write_embeddings
     from fedsim.data.synthetic import SyntheticConfig, make_synthetic
 
     data = tmp_path / "emb.parquet"
+    data.write_text("not written yet")
     out = tmp_path / "sweep"
     argv = ["run", "--out", str(out), "--methods", "fedhypevae", "--epsilons", "inf", "--alphas", "iid",
             "--seeds", "0", "--data.dataset", str(data), "--data.num-clients", "3", "--training.rounds", "1"]

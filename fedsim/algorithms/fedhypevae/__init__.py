@@ -12,7 +12,7 @@ def make_server(spec, settings):
 
 
 def make_client(data, spec, settings):
-    return FedHypeVAEClient(data, spec, settings.method, settings.privacy, settings.schedule,
+    return FedHypeVAEClient(data, spec, settings.method, settings.privacy, settings.training,
                             settings.evaluation, settings.seed)
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from fedsim.validation import check, finite
+
 
 @dataclass(frozen=True)
 class FedHypeVAEConfig:
@@ -52,3 +54,17 @@ class FedHypeVAEConfig:
     meta_fit: bool = True
     """False: ablation without meta-code fitting; synthesis uses v = 0, the mean of the codes'
     N(0, I) initialisation (client codes are private and are never averaged or released)."""
+
+    def validate(self, prefix: str = "--fedhypevae.") -> None:
+        """Raise a ``UserError`` naming the first invalid option (as on the CLI, under ``prefix``)."""
+        sizes = ("latent_dim", "hidden_dim", "hidden_layers", "code_dim", "hyper_hidden", "label_dim",
+                 "mmd_samples", "meta_codes", "meta_steps")
+        weights = ("beta", "lambda_mmd", "lambda_lip", "lambda_v", "meta_beta")
+        check(self, prefix, [
+            *((name, getattr(self, name) >= 1, "an integer >= 1") for name in sizes),
+            ("meta_samples", self.meta_samples >= 2, "an integer >= 2 (Eq. 11 estimates a covariance)"),
+            *((name, finite(getattr(self, name)) and getattr(self, name) >= 0, "a finite number >= 0")
+              for name in weights),
+            *((name, finite(getattr(self, name)) and getattr(self, name) > 0, "a finite number > 0")
+              for name in ("code_radius", "lr", "server_lr", "meta_lr")),
+        ])
