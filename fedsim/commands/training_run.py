@@ -24,6 +24,7 @@ def validate(command) -> None:
     command.data.validate()
     command.privacy.validate()
     command.training.validate()
+    command.evaluation.validate()
     method = command.method_config()
     if hasattr(method, "validate"):
         method.validate()
