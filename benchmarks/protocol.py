@@ -9,7 +9,7 @@ logistic regression chosen on validation), and the wall time of each evaluation.
 last column says whether ``tuned`` is at least ``reference`` on that row.
 
     python benchmarks/protocol.py [--seed 0] [--datasets synthetic digits breast-cancer]
-        [--standardize pooled-train] [--selection global]
+        [--standardize pooled-train] [--selection global] [--standard-errors 1.5]
 
 Takes a few minutes on 2 cores (the synthetic dataset's 8000 × 384 records dominate).
 """
@@ -49,10 +49,12 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=10)
     parser.add_argument("--standardize", choices=["none", "pooled-train"], default="pooled-train")
     parser.add_argument("--selection", choices=["global", "per-client"], default="global")
+    parser.add_argument("--standard-errors", type=float, default=LinearProbeConfig().standard_errors,
+                        help="tuned probe: tie margin of the validation choice, in standard errors")
     args = parser.parse_args()
 
     print(f"seed {args.seed}, {args.clients} clients, standardize {args.standardize}, "
-          f"λ selection {args.selection}; test BACC mean ± std across clients (wall seconds)\n")
+          f"λ selection {args.selection}, tuned tie margin {args.standard_errors:g} SE; test BACC mean ± std across clients (wall seconds)\n")
     print("| dataset | partition | bound | " + " | ".join(PROBE_PRESETS) + " | tuned ≥ reference |")
     print("|---|---|---|" + "---|" * len(PROBE_PRESETS) + "---|")
     total = time.perf_counter()
@@ -63,7 +65,8 @@ def main() -> None:
             for name in BOUNDS:
                 cells, means = [], {}
                 for preset in PROBE_PRESETS:
-                    evaluation = EvaluationConfig(selection=args.selection, probe=LinearProbeConfig(preset=preset))
+                    evaluation = EvaluationConfig(selection=args.selection, probe=LinearProbeConfig(
+                        preset=preset, standard_errors=args.standard_errors))
                     mean, std, seconds = bound_row(federation, name, evaluation, args.seed)
                     means[preset] = mean
                     cells.append(f"{100 * mean:.1f} ± {100 * std:.1f} ({seconds:.1f} s)")

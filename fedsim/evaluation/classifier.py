@@ -39,6 +39,8 @@ class LinearProbeConfig:
     """Tuned probe: L-BFGS iterations at most per fit."""
     tolerance: float = 1e-6
     """Tuned probe: stop when the largest absolute gradient entry of the objective is below this."""
+    standard_errors: float = 1.0
+    """Tuned probe: a candidate within this many standard errors of the best validation score counts as tied, and ties go to the most regularised one (1 = the one-standard-error rule)."""
     include_reference: bool = True
     """Tuned probe: keep the reference probe as a candidate (the most regularised one, preferred on ties)."""
 
@@ -56,6 +58,8 @@ class LinearProbeConfig:
                 raise UserError(f"--evaluation.probe.inverse-l2 is {self.inverse_l2}; every C must be a number > 0.")
             if self.class_weight not in ("balanced", "none"):
                 raise UserError(f"--evaluation.probe.class-weight is {self.class_weight!r}; valid are balanced, none.")
+            if not (np.isfinite(self.standard_errors) and self.standard_errors >= 0):
+                raise UserError(f"--evaluation.probe.standard-errors is {self.standard_errors}; it must be a number ≥ 0.")
             if self.max_iter < 1:
                 raise UserError(f"--evaluation.probe.max-iter is {self.max_iter}; it must be an integer ≥ 1.")
             if not (np.isfinite(self.tolerance) and self.tolerance > 0):

@@ -23,14 +23,14 @@
     from the smallest to the largest — most regularised first.  Each is scored on the
     client's *validation* split by balanced accuracy over the classes present there,
     BACC = (1/K_v) Σ_c a_c.  Validation splits are small (~100 records, classes
-    missing), so the rule is a one-standard-error rule: with ``s*`` the best score
-    and ``se*`` its standard error,
+    missing), so the rule is a one-standard-error rule: with ``s*`` the best score,
+    ``se*`` its standard error and ``m`` = ``standard_errors`` (1 by default),
 
         se = sqrt(Σ_c ã_c (1 − ã_c) / n_c) / K_v,   ã_c = (correct_c + 1) / (n_c + 2)
 
     (the Agresti–Coull-style ``ã_c`` keeps se > 0 when a class is all right or all
     wrong), the chosen candidate is the *first* one — the most regularised, the
-    reference probe before any converged one — whose score is ≥ ``s* − se*``.  An
+    reference probe before any converged one — whose score is ≥ ``s* − m · se*``.  An
     empty validation split chooses the first candidate.  The test split is never an
     argument of anything here.
 
@@ -131,13 +131,13 @@ def validation_score(y_val: np.ndarray, probabilities: np.ndarray) -> tuple[floa
     return float(np.mean(correct / counts)), standard_error
 
 
-def one_standard_error_choice(scores: np.ndarray, standard_errors: np.ndarray) -> int:
-    """Index of the first candidate scoring ≥ best − se(best) (candidates ordered most
-    regularised first); 0 when no score is defined."""
+def one_standard_error_choice(scores: np.ndarray, standard_errors: np.ndarray, multiple: float = 1.0) -> int:
+    """Index of the first candidate scoring ≥ best − multiple · se(best) (candidates
+    ordered most regularised first); 0 when no score is defined."""
     if len(scores) == 0 or np.all(np.isnan(scores)):
         return 0
     best = int(np.nanargmax(scores))
-    threshold = scores[best] - standard_errors[best]
+    threshold = scores[best] - multiple * standard_errors[best]
     return int(np.flatnonzero(scores >= threshold)[0])
 
 
@@ -177,6 +177,6 @@ def fit_probe(x: np.ndarray, y: np.ndarray, num_classes: int, x_val: np.ndarray,
         candidates.append((candidate_name(inverse_l2), previous.probabilities))
     scored = [validation_score(y_val, proba(x_val)) for _, proba in candidates]
     scores = np.array([s for s, _ in scored])
-    chosen = one_standard_error_choice(scores, np.array([e for _, e in scored]))
+    chosen = one_standard_error_choice(scores, np.array([e for _, e in scored]), config.standard_errors)
     return FittedProbe(candidates[chosen][0], candidates[chosen][1], tuple(n for n, _ in candidates),
                        tuple(float(s) for s in scores), models)
