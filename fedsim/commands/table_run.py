@@ -199,6 +199,6 @@ def _settings(table) -> dict[str, str]:
         "partition seed": str(table.partition_seed),
         "target ε, δ, C": f"{epsilon}, {table.delta:g}, {table.clip_norm:g} ({run.privacy.accountant} accountant)",
         "λ selection": f"{run.evaluation.selection} (validation accuracy); synthetic labels: "
-                       f"{run.evaluation.synthetic_labels}",
+                       f"{run.evaluation.synthetic_labels}; probe: {run.evaluation.probe.preset}",
         "quick preset": str(table.quick),
     }
