@@ -194,6 +194,6 @@ def _settings(table) -> dict[str, str]:
         "target ε, δ, C": f"{epsilon}, {run.privacy.delta:g}, {run.privacy.clip_norm:g} "
                           f"({run.privacy.accountant} accountant)",
         "λ selection": f"{run.evaluation.selection} (validation accuracy); synthetic labels: "
-                       f"{run.evaluation.synthetic_labels}",
+                       f"{run.evaluation.synthetic_labels}; probe: {run.evaluation.probe.preset}",
         "quick preset": str(table.quick),
     }

@@ -32,13 +32,16 @@ class ClientEvaluation:
     lambdas: tuple[float, ...]
     val_acc: np.ndarray                       # (L,)
     test: dict[str, np.ndarray] = field(default_factory=dict)  # metric -> (L,)
+    probes: dict[str, str] = field(default_factory=dict)       # "local"/"global" -> chosen probe (validation only)
 
 
 def blend_evaluation(client_id: int, y_val: np.ndarray, y_test: np.ndarray,
                      local_val: np.ndarray, global_val: np.ndarray,
                      local_test: np.ndarray, global_test: np.ndarray,
-                     lambdas: Sequence[float] = DEFAULT_LAMBDAS) -> ClientEvaluation:
-    """Evaluate ``p_λ`` on the validation and test splits for every λ."""
+                     lambdas: Sequence[float] = DEFAULT_LAMBDAS,
+                     probes: dict[str, str] | None = None) -> ClientEvaluation:
+    """Evaluate ``p_λ`` on the validation and test splits for every λ (``probes`` names
+    the chosen probes, for the record)."""
     val_acc, test = [], {"acc": [], "bacc": [], "f1": []}
     for lam in lambdas:
         val_acc.append(classification_metrics(y_val, lam * local_val + (1 - lam) * global_val)["acc"])
@@ -46,7 +49,7 @@ def blend_evaluation(client_id: int, y_val: np.ndarray, y_test: np.ndarray,
         for name in test:
             test[name].append(scores[name])
     return ClientEvaluation(client_id, tuple(lambdas), np.asarray(val_acc),
-                            {k: np.asarray(v) for k, v in test.items()})
+                            {k: np.asarray(v) for k, v in test.items()}, dict(probes or {}))
 
 
 def select_lambdas(evaluations: Sequence[ClientEvaluation], rule: SelectionRule) -> list[int]:

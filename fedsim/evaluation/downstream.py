@@ -2,7 +2,9 @@
 
 The local classifier is always trained on the client's real train split; the global
 one on synthetic data (generative methods) or given as probabilities (federated
-classifiers).  The test split only produces metrics (see :mod:`fedsim.evaluation.blend`).
+classifiers).  Probes are trained by ``evaluation.probe`` (:mod:`fedsim.evaluation.probe`:
+the reference probe, or the ``tuned`` one chosen on the client's validation split).
+The test split only produces metrics (see :mod:`fedsim.evaluation.blend`).
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from typing import Callable, Literal
 import numpy as np
 
 from fedsim.evaluation.blend import DEFAULT_LAMBDAS, ClientEvaluation, SelectionRule, blend_evaluation
-from fedsim.evaluation.classifier import LinearProbeConfig, predict_proba, train_linear
+from fedsim.evaluation.classifier import LinearProbeConfig
+from fedsim.evaluation.probe import FittedProbe, fit_probe
 from fedsim.validation import check
 
 
@@ -27,7 +30,7 @@ class EvaluationConfig:
     synthetic_labels: Literal["client", "global"] = "client"
     """Labels of each client's synthetic set: its own train label counts (reference) or draws from the DP global label distribution."""
     probe: LinearProbeConfig = LinearProbeConfig()
-    """Linear classifier training options."""
+    """Linear classifier options (--evaluation.probe.preset reference|tuned)."""
 
     def validate(self, prefix: str = "--evaluation.") -> None:
         """Raise a ``UserError`` naming the first invalid option (as on the CLI, under ``prefix``)."""
@@ -39,29 +42,38 @@ class EvaluationConfig:
         self.probe.validate(prefix + "probe.")
 
 
+def local_probe(data, probe: LinearProbeConfig, seed: int) -> FittedProbe:
+    """The probe trained on the client's real train split (chosen on its validation split)."""
+    return fit_probe(data.x_train, data.y_train, data.num_classes, data.x_val, data.y_val, probe, seed,
+                     "local", data.client_id)
+
+
 def local_probabilities(data, probe: LinearProbeConfig, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Validation and test probabilities of the classifier trained on real train data."""
-    model = train_linear(data.x_train, data.y_train, data.num_classes, probe, seed, "local", data.client_id)
-    return predict_proba(model, data.x_val), predict_proba(model, data.x_test)
+    fitted = local_probe(data, probe, seed)
+    return fitted.probabilities(data.x_val), fitted.probabilities(data.x_test)
 
 
 def evaluate_with_synthetic(data, synthetic_x: np.ndarray, synthetic_y: np.ndarray,
                             probe: LinearProbeConfig, seed: int) -> ClientEvaluation:
-    """Blend of a classifier on real train data and one on the synthetic set."""
-    local_val, local_test = local_probabilities(data, probe, seed)
-    model = train_linear(synthetic_x, synthetic_y, data.num_classes, probe, seed, "global", data.client_id)
-    return blend_evaluation(data.client_id, data.y_val, data.y_test, local_val,
-                            predict_proba(model, data.x_val), local_test,
-                            predict_proba(model, data.x_test), DEFAULT_LAMBDAS)
+    """Blend of a classifier on real train data and one on the synthetic set (both
+    chosen on the client's real validation split)."""
+    local = local_probe(data, probe, seed)
+    synthetic = fit_probe(synthetic_x, synthetic_y, data.num_classes, data.x_val, data.y_val, probe, seed,
+                          "global", data.client_id)
+    return blend_evaluation(data.client_id, data.y_val, data.y_test, local.probabilities(data.x_val),
+                            synthetic.probabilities(data.x_val), local.probabilities(data.x_test),
+                            synthetic.probabilities(data.x_test), DEFAULT_LAMBDAS,
+                            {"local": local.name, "global": synthetic.name})
 
 
 def evaluate_with_global_model(data, global_proba: Callable[[np.ndarray], np.ndarray],
                                probe: LinearProbeConfig, seed: int) -> ClientEvaluation:
     """Blend of a classifier on real train data and a given global model (FedLambda)."""
-    local_val, local_test = local_probabilities(data, probe, seed)
-    return blend_evaluation(data.client_id, data.y_val, data.y_test, local_val,
-                            global_proba(data.x_val), local_test, global_proba(data.x_test),
-                            DEFAULT_LAMBDAS)
+    local = local_probe(data, probe, seed)
+    return blend_evaluation(data.client_id, data.y_val, data.y_test, local.probabilities(data.x_val),
+                            global_proba(data.x_val), local.probabilities(data.x_test),
+                            global_proba(data.x_test), DEFAULT_LAMBDAS, {"local": local.name})
 
 
 def evaluate_generator(data, artifact, evaluation: EvaluationConfig, seed: int) -> ClientEvaluation:

@@ -1,7 +1,8 @@
 """Model selection and training never read a client's test split: the synthetic-data
 methods give the same λ choices, validation accuracies and released generator when
 every test split is replaced by noise with permuted labels, while the test metrics
-move (the poison did reach the test split).  (FedAvg/FedProx/FedLambda: test_fedavg.py,
+move (the poison did reach the test split).  The default probe preset (``tuned``) chooses
+its regularisation per client; those choices do not move either.  (FedAvg/FedProx/FedLambda: test_fedavg.py,
 DP-CVAE: test_dp_cvae.py.)"""
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ def test_selection_and_training_never_read_test_data(algorithm, config, batch_si
                                         selection=selection, batch_size=batch_size)
     assert [r["lambda"] for r in clean_rows] == [r["lambda"] for r in poisoned_rows]
     assert [r["val_acc"] for r in clean_rows] == [r["val_acc"] for r in poisoned_rows]
+    assert [e.probes for e in clean.evaluations] == [e.probes for e in poisoned.evaluations]  # tuned probe choices
     labels = np.repeat(np.arange(federation.num_classes), 20)
     np.testing.assert_array_equal(clean.artifact.sample(labels, torch.Generator().manual_seed(0)),
                                   poisoned.artifact.sample(labels, torch.Generator().manual_seed(0)))

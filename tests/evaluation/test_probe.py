@@ -1,0 +1,164 @@
+"""The probe presets: ``tuned`` converges to scikit-learn's logistic regression, chooses
+by the one-standard-error rule on validation data only, and ``reference`` reproduces
+the reference probe's numbers exactly."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import balanced_accuracy_score
+
+from fedsim.data.dataset import EmbeddingDataset
+from fedsim.data.federation import DataConfig, build_federation
+from fedsim.errors import UserError
+from fedsim.evaluation.blend import DEFAULT_LAMBDAS, blend_evaluation
+from fedsim.evaluation.classifier import LinearProbeConfig, predict_proba, train_linear
+from fedsim.evaluation.downstream import EvaluationConfig, evaluate_with_synthetic
+from fedsim.evaluation.probe import fit_logistic, fit_probe, one_standard_error_choice, validation_score
+
+
+def overlapping_blobs(n: int = 300, dim: int = 8, classes: int = 4, seed: int = 0):
+    """Gaussian classes that overlap (a finite, unique optimum at every C), unbalanced."""
+    rng = np.random.default_rng(seed)
+    y = rng.choice(classes, size=n, p=np.linspace(1, 3, classes) / np.linspace(1, 3, classes).sum())
+    x = rng.standard_normal((n, dim)) + 1.2 * np.eye(classes, dim)[y]
+    return x.astype(np.float32), y.astype(np.int64)
+
+
+def skewed_federation(seed: int = 0):
+    x, y = overlapping_blobs(1200, seed=seed)
+    return build_federation(EmbeddingDataset(x=x, y=y, name="blobs"),
+                            DataConfig(partition="dirichlet", alpha=0.5, num_clients=4, min_samples=40), seed)
+
+
+@pytest.mark.parametrize("class_weight", ["balanced", "none"])
+@pytest.mark.parametrize("inverse_l2", [0.01, 1.0])
+def test_tuned_probe_converges_to_sklearns_logistic_regression(class_weight, inverse_l2):
+    x, y = overlapping_blobs()
+    probe = fit_logistic(x, y, 5, inverse_l2, class_weight, max_iter=1000, tolerance=1e-8)
+    assert probe.gradient_max < 1e-6
+    reference = LogisticRegression(C=inverse_l2, class_weight=None if class_weight == "none" else "balanced",
+                                   tol=1e-10, max_iter=10_000).fit(x.astype(np.float64), y)
+    expected = np.zeros((len(x), 5))
+    expected[:, reference.classes_] = reference.predict_proba(x.astype(np.float64))
+    np.testing.assert_allclose(probe.probabilities(x), expected, atol=1e-5)
+    assert np.all(probe.probabilities(x)[:, 4] == 0)  # class 4 absent from training
+
+
+def test_warm_start_reaches_the_same_optimum():
+    x, y = overlapping_blobs()
+    cold = fit_logistic(x, y, 4, 0.3, tolerance=1e-8)
+    warm = fit_logistic(x, y, 4, 0.3, tolerance=1e-8, start=fit_logistic(x, y, 4, 0.03))
+    np.testing.assert_allclose(warm.probabilities(x), cold.probabilities(x), atol=1e-6)
+
+
+def test_single_class_gets_probability_one():
+    x, _ = overlapping_blobs(20)
+    probe = fit_logistic(x, np.full(20, 2), 3, 1.0)
+    np.testing.assert_array_equal(probe.probabilities(x), np.tile([0.0, 0.0, 1.0], (20, 1)))
+
+
+def test_validation_score_is_balanced_accuracy_with_a_smoothed_standard_error():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 50)
+    probabilities = rng.random((50, 4))
+    score, standard_error = validation_score(y, probabilities)
+    assert score == pytest.approx(balanced_accuracy_score(y, probabilities.argmax(1)))
+    per_class = []
+    for c in range(3):
+        n_c, right = np.sum(y == c), np.sum((y == c) & (probabilities.argmax(1) == c))
+        smoothed = (right + 1) / (n_c + 2)
+        per_class.append(smoothed * (1 - smoothed) / n_c)
+    assert standard_error == pytest.approx(np.sqrt(sum(per_class)) / 3)
+    perfect = np.eye(4)[y]
+    assert validation_score(y, perfect)[0] == 1.0 and validation_score(y, perfect)[1] > 0
+
+
+def test_one_standard_error_rule_prefers_the_most_regularised_candidate_within_one_se():
+    scores = np.array([0.70, 0.74, 0.80, 0.78])
+    assert one_standard_error_choice(scores, np.full(4, 0.07)) == 1   # 0.74 ≥ 0.80 − 0.07, 0.70 is not
+    assert one_standard_error_choice(scores, np.full(4, 0.2)) == 0
+    assert one_standard_error_choice(scores, np.zeros(4)) == 2
+    assert one_standard_error_choice(np.full(3, np.nan), np.full(3, np.nan)) == 0
+
+
+def test_tuned_choice_follows_validation_data():
+    """A validation split that rewards no regularisation against one that rewards the
+    reference probe: the choice moves with the validation data (it is read)."""
+    x, y = overlapping_blobs(400)
+    config = LinearProbeConfig(inverse_l2=(0.001, 1.0))
+    fitted = fit_probe(x[:300], y[:300], 4, x[300:], y[300:], config, 0, "local", 0)
+    assert fitted.candidates == ("reference", "C=0.001", "C=1")
+    assert fitted.val_bacc == tuple(validation_score(y[300:], fitted.models[name].probabilities(x[300:])
+                                                     if name != "reference" else
+                                                     predict_proba(fitted.models[name], x[300:]))[0]
+                                    for name in fitted.candidates)
+    # validation = train: the least-regularised probe fits it best, by more than one SE
+    memorised = fit_probe(x[:60], y[:60], 4, x[:60], y[:60], LinearProbeConfig(inverse_l2=(1e-4, 1e3),
+                                                                                include_reference=False), 0)
+    assert memorised.name == "C=1000"
+
+
+def test_reference_preset_reproduces_the_reference_protocol_bit_for_bit():
+    federation = skewed_federation()
+    probe = LinearProbeConfig(preset="reference")
+    for data in federation.clients:
+        rng = np.random.default_rng(data.client_id)
+        synthetic_y = np.sort(data.y_train)
+        synthetic_x = (data.x_train + 0.1 * rng.standard_normal(data.x_train.shape)).astype(np.float32)
+        got = evaluate_with_synthetic(data, synthetic_x, synthetic_y, probe, 7)
+        # the pre-preset code, written out
+        local = train_linear(data.x_train, data.y_train, data.num_classes, probe, 7, "local", data.client_id)
+        synthetic = train_linear(synthetic_x, synthetic_y, data.num_classes, probe, 7, "global", data.client_id)
+        expected = blend_evaluation(data.client_id, data.y_val, data.y_test, predict_proba(local, data.x_val),
+                                    predict_proba(synthetic, data.x_val), predict_proba(local, data.x_test),
+                                    predict_proba(synthetic, data.x_test), DEFAULT_LAMBDAS)
+        np.testing.assert_array_equal(got.val_acc, expected.val_acc)
+        for metric in expected.test:
+            np.testing.assert_array_equal(got.test[metric], expected.test[metric])
+        assert got.probes == {"local": "reference", "global": "reference"}
+
+
+def test_tuned_candidates_include_the_reference_probe_itself():
+    data = skewed_federation().clients[0]
+    fitted = fit_probe(data.x_train, data.y_train, data.num_classes, data.x_val, data.y_val, LinearProbeConfig(),
+                       3, "local", data.client_id)
+    reference = train_linear(data.x_train, data.y_train, data.num_classes, LinearProbeConfig(), 3, "local",
+                             data.client_id)
+    np.testing.assert_array_equal(predict_proba(fitted.models["reference"], data.x_test),
+                                  predict_proba(reference, data.x_test))
+
+
+def poison_test(federation, seed: int = 1):
+    """Every test split replaced by extreme (finite) features with permuted labels."""
+    rng = np.random.default_rng(seed)
+    clients = tuple(dataclasses.replace(c, y_test=rng.permutation(c.y_test),
+                                        x_test=(1e3 * rng.standard_normal(c.x_test.shape)).astype(np.float32))
+                    for c in federation.clients)
+    return dataclasses.replace(federation, clients=clients)
+
+
+def test_tuned_selection_reads_validation_only():
+    federation = skewed_federation()
+    poisoned = poison_test(federation)
+    for clean, dirty in zip(federation.clients, poisoned.clients):
+        synthetic_x, synthetic_y = clean.x_train[::-1].copy(), clean.y_train[::-1].copy()
+        a = evaluate_with_synthetic(clean, synthetic_x, synthetic_y, EvaluationConfig().probe, 0)
+        b = evaluate_with_synthetic(dirty, synthetic_x, synthetic_y, EvaluationConfig().probe, 0)
+        assert a.probes == b.probes
+        np.testing.assert_array_equal(a.val_acc, b.val_acc)
+        assert not np.array_equal(a.test["acc"], b.test["acc"])  # the poison reached the test split
+
+
+@pytest.mark.parametrize("option,value", [("preset", "converged"), ("inverse_l2", (0.1, 0.0)),
+                                          ("inverse_l2", ()), ("max_iter", 0), ("tolerance", -1.0),
+                                          ("class_weight", "auto")])
+def test_bad_probe_options_are_user_errors(option, value):
+    config = dataclasses.replace(LinearProbeConfig(), **{option: value})
+    if option == "inverse_l2" and value == ():
+        config = dataclasses.replace(config, include_reference=False)
+    with pytest.raises(UserError, match="--evaluation.probe"):
+        EvaluationConfig(probe=config).validate()
