@@ -23,6 +23,7 @@ ALGORITHMS: dict[str, str] = {
     "fedlambda": "fedsim.algorithms.fedlambda",
     "dp-cvae": "fedsim.algorithms.dp_cvae",
     "dp-cgan": "fedsim.algorithms.dp_cgan",
+    "dp-stats": "fedsim.algorithms.dp_stats",
 }
 
 

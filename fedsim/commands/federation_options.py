@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from fedsim.algorithms.dp_cgan import DPCGANConfig
 from fedsim.algorithms.dp_cvae import DPCVAEConfig
+from fedsim.algorithms.dp_stats import DPStatsConfig
 from fedsim.algorithms.fedavg import FedAvgConfig
 from fedsim.algorithms.fedhypevae.config import FedHypeVAEConfig
 from fedsim.algorithms.fedlambda import FedLambdaConfig
@@ -41,6 +42,8 @@ class FederationOptions:
     """DP-CVAE baseline options (Di Salvo et al. 2025)."""
     dp_cgan: DPCGANConfig = DPCGANConfig()
     """DP-CGAN baseline options (DP discriminator, averaged generators)."""
+    dp_stats: DPStatsConfig = DPStatsConfig()
+    """dp-stats options (one DP release of class statistics, sampled as class-conditional Gaussians)."""
     evaluation: EvaluationConfig = EvaluationConfig()
     """Downstream evaluation protocol."""
 

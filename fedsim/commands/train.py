@@ -11,7 +11,7 @@ from typing import Literal
 from fedsim.backend import RayConfig
 from fedsim.commands.federation_options import FederationOptions
 
-AlgorithmName = Literal["fedhypevae", "fedavg", "fedprox", "fedlambda", "dp-cvae", "dp-cgan"]
+AlgorithmName = Literal["fedhypevae", "fedavg", "fedprox", "fedlambda", "dp-cvae", "dp-cgan", "dp-stats"]
 
 
 @dataclass(frozen=True)
@@ -19,7 +19,7 @@ class TrainCommand(FederationOptions):
     """Train one federation (FedHypeVAE by default) and evaluate it with the downstream protocol."""
 
     algorithm: AlgorithmName = "fedhypevae"
-    """Method to run: FedHypeVAE, or a baseline of the paper's Table 1 (FedAvg, FedProx, FedLambda, DP-CVAE, DP-CGAN)."""
+    """Method to run: FedHypeVAE, or a baseline of the paper's Table 1 (FedAvg, FedProx, FedLambda, DP-CVAE, DP-CGAN), or the dp-stats floor (one DP release of class statistics, sampled as class Gaussians)."""
     seed: int = 0
     """The run's one seed; every component derives its own generator from it."""
     backend: Literal["ray", "local"] = "ray"
@@ -46,7 +46,8 @@ class TrainCommand(FederationOptions):
     def method_config(self):
         """The frozen config of the selected algorithm."""
         return {"fedhypevae": self.fedhypevae, "fedavg": self.fedavg, "fedprox": self.fedprox,
-                "fedlambda": self.fedlambda, "dp-cvae": self.dp_cvae, "dp-cgan": self.dp_cgan}[self.algorithm]
+                "fedlambda": self.fedlambda, "dp-cvae": self.dp_cvae, "dp-cgan": self.dp_cgan,
+                "dp-stats": self.dp_stats}[self.algorithm]
 
     def run_directory(self) -> Path:
         if self.out is not None:
