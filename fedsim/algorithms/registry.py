@@ -38,8 +38,9 @@ class MethodRecord:
     """``module:Class`` of its frozen options dataclass, exposed as ``--<name>.*``."""
     help: str
     """Help text of its option group."""
-    batch_size: int
-    """Its expected Poisson batch size B when ``--training.batch-size`` is not given."""
+    batch_size: int | None
+    """Its expected Poisson batch size B when ``--training.batch-size`` is not given (None: it runs no
+    DP-SGD, and the option does not apply)."""
     privacy: Literal["dp", "optional"]
     """``dp``: always trains under ``--privacy.*``; ``optional``: its config's ``private`` flag decides
     (False: no DP, the run's ε is ∞ whatever ``--privacy.epsilon`` says)."""
@@ -88,6 +89,10 @@ METHODS: tuple[MethodRecord, ...] = (
     MethodRecord("dp-cgan", "DP-CGAN", "fedsim.algorithms.dp_cgan", "fedsim.algorithms.dp_cgan:DPCGANConfig",
                  "DP-CGAN baseline options (DP discriminator, averaged generators).", batch_size=256,
                  privacy="dp", synthesis=True, table_row=4),
+    MethodRecord("dp-stats", "dp-stats", "fedsim.algorithms.dp_stats", "fedsim.algorithms.dp_stats:DPStatsConfig",
+                 "dp-stats options (one DP release of class statistics, sampled as class-conditional "
+                 "Gaussians: the floor every learned generator must beat).", batch_size=None, privacy="dp",
+                 synthesis=True),
 )
 """Every method, in the order of ``--algorithm``'s choices and of the sweeps' default list."""
 

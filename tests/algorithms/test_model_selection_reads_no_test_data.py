@@ -13,12 +13,14 @@ import torch
 
 from baselines_toy import mean, poison_test, run, toy_federation
 from fedsim.algorithms.dp_cgan import DPCGANConfig
+from fedsim.algorithms.dp_stats import DPStatsConfig
 from fedsim.algorithms.fedhypevae.config import FedHypeVAEConfig
 
 METHODS = [
     ("dp-cgan", DPCGANConfig(latent_dim=8, generator_hidden=(32,), discriminator_hidden=(32,), lr=1e-2), 32),
     ("fedhypevae", FedHypeVAEConfig(hidden_dim=16, latent_dim=4, code_dim=4, hyper_hidden=8, label_dim=4,
                                     meta_steps=20), None),
+    ("dp-stats", DPStatsConfig(), None),
 ]
 
 

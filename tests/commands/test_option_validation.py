@@ -40,13 +40,16 @@ INVALID: dict[str, list[str] | str] = {
     # --privacy.*
     "privacy.epsilon": ["0"], "privacy.delta": ["1"], "privacy.clip_norm": ["0"], "privacy.accountant": ["gdp"],
     "privacy.privacy_mode": ["loose"], "privacy.stats_epsilon_fraction": ["1"], "privacy.stats_clip_norm": ["0"],
-    "privacy.covariance": ["block"],
+    "privacy.covariance": ["block"], "privacy.reproducible_noise": FLAG,
     # --training.*
     "training.rounds": ["0"], "training.local_epochs": ["0"], "training.batch_size": ["0"],
     "training.client_fraction": ["0"], "training.synthetic_size": ["-1"],
     # --evaluation.*
     "evaluation.selection": ["best"], "evaluation.synthetic_labels": ["none"], "evaluation.probe.steps": ["0"],
-    "evaluation.probe.lr": ["0"], "evaluation.probe.weight_decay": ["-1"],
+    "evaluation.probe.lr": ["0"], "evaluation.probe.weight_decay": ["-1"], "evaluation.probe.preset": ["auto"],
+    "evaluation.probe.inverse_l2": ["0"], "evaluation.probe.class_weight": ["auto"],
+    "evaluation.probe.max_iter": ["0"], "evaluation.probe.tolerance": ["0"],
+    "evaluation.probe.standard_errors": ["-1"], "evaluation.probe.include_reference": FLAG,
     # --ray.*
     "ray.address": [""], "ray.num_cpus": ["-1"], "ray.cpus_per_actor": ["0"], "ray.gpus_per_actor": ["-1"],
     "ray.clients_per_actor": ["-1"], "ray.max_actors": ["-1"], "ray.round_timeout_s": ["-1"],
@@ -67,6 +70,9 @@ INVALID: dict[str, list[str] | str] = {
     **{f"dp_cgan.{name}": value for name, value in {
         "latent_dim": ["0"], "generator_hidden": ["0"], "discriminator_hidden": ["16", "0"], "lr": ["0"],
         "beta1": ["1"], "beta2": ["-0.1"], **_scaling()}.items()},
+    **{f"dp_stats.{name}": value for name, value in {
+        "clip_norm": ["0"], "covariance": ["block"], "rank": ["0"], "shrinkage": ["1.5"], "variance_floor": ["-1"],
+        "min_count_stds": ["nan"]}.items()},
 }
 
 
