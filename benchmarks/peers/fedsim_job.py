@@ -66,7 +66,7 @@ def main() -> None:
 
     job.report(f"fedsim --backend {arguments.backend}", round_ends,
                job.test_accuracy(model.weight.detach().numpy(), model.bias.detach().numpy(), data),
-               fedsim=getattr(fedsim, "__version__", "source tree"), torch=torch.__version__)
+               fedsim=fedsim.__version__, torch=torch.__version__)
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ import job
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
-EXTRA = f'pip install -e "{ROOT}[peers]"'
+FEDSIM = f'pip install -e "{ROOT}"'
 
 
 @dataclass(frozen=True)
@@ -48,8 +48,8 @@ class System:
 
 SYSTEMS = (
     System("plain PyTorch loop", "plain_torch.py", (), ("torch",), "pip install torch==2.13.0"),
-    System("fedsim --backend ray", "fedsim_job.py", ("--backend", "ray"), ("fedsim", "ray"), EXTRA),
-    System("fedsim --backend local", "fedsim_job.py", ("--backend", "local"), ("fedsim",), EXTRA),
+    System("fedsim --backend ray", "fedsim_job.py", ("--backend", "ray"), ("fedsim", "ray"), FEDSIM),
+    System("fedsim --backend local", "fedsim_job.py", ("--backend", "local"), ("fedsim",), FEDSIM),
     System("Flower 1.42 simulation", "flower_job.py", (), ("flwr", "ray"),
            'pip install "flwr[simulation]==1.42.0"'),
     System("pfl-research 0.6 (Apple)", "pfl_job.py", (), ("pfl",), 'pip install "pfl[pytorch]==0.6.0"'),
@@ -93,11 +93,25 @@ def run_once(system: System, arguments: argparse.Namespace) -> dict:
         finished = subprocess.run(command, env=env, capture_output=True, text=True, timeout=arguments.timeout)
     except subprocess.TimeoutExpired:
         return {"system": system.name, "error": f"timed out after {arguments.timeout} s"}
-    lines = [line for line in finished.stdout.splitlines() if line.startswith("{")]
-    if finished.returncode != 0 or not lines:
+    reported = report_line(finished.stdout)
+    if finished.returncode != 0 or reported is None:
         tail = " | ".join((finished.stderr or finished.stdout).strip().splitlines()[-3:])
         return {"system": system.name, "error": f"exit {finished.returncode}: {tail}"}
-    return {**json.loads(lines[-1]), "system": system.name}
+    return {**reported, "system": system.name}
+
+
+def report_line(stdout: str) -> dict | None:
+    """The last line of ``stdout`` that is a job.report JSON object (frameworks log too)."""
+    for line in reversed(stdout.splitlines()):
+        if line.startswith("{"):
+            try:
+                parsed = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(parsed, dict) and {"to_end_of_round_1_s", "seconds_per_round",
+                                             "final_accuracy"} <= parsed.keys():
+                return parsed
+    return None
 
 
 def machine() -> str:
