@@ -8,7 +8,6 @@ import math
 
 import pytest
 
-from fedsim.algorithms.fedavg import FedAvgConfig
 from fedsim.algorithms.spec import TrainingConfig
 from fedsim.callbacks import CheckpointCallback, ProgressBar, RunCallback
 from fedsim.checkpoint import load_checkpoint
@@ -25,7 +24,7 @@ ROUNDS = 3
 COMMAND = TrainCommand(algorithm="fedavg", backend="local", progress=False, checkpoint_every=0,
                        data=DataConfig(num_clients=2, partition="iid",
                                        synthetic=SyntheticConfig(n_samples=120, dim=4, num_classes=2)),
-                       privacy=PrivacyConfig(epsilon=math.inf), fedavg=FedAvgConfig(batch_size=16),
+                       privacy=PrivacyConfig(epsilon=math.inf),
                        training=TrainingConfig(rounds=ROUNDS, batch_size=16),
                        evaluation=EvaluationConfig(probe=LinearProbeConfig(steps=2)))
 

@@ -54,4 +54,5 @@ class PrivacyConfig:
             ("stats_epsilon_fraction", 0 < self.stats_epsilon_fraction < 1, "a number in (0, 1)"),
             ("stats_clip_norm", self.stats_clip_norm is None
              or (finite(self.stats_clip_norm) and self.stats_clip_norm > 0), "a finite number > 0"),
+            ("reproducible_noise", isinstance(self.reproducible_noise, bool), "true or false"),
         ])

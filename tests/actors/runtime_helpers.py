@@ -30,7 +30,7 @@ def tiny_command(algorithm: str = "fedhypevae", *, clients: int = 4, rounds: int
         algorithm=algorithm,
         data=DataConfig(num_clients=clients, partition="iid",
                         synthetic=SyntheticConfig(n_samples=100 * clients, dim=8, num_classes=3, intrinsic_dim=2)),
-        privacy=PrivacyConfig(epsilon=epsilon),
+        privacy=PrivacyConfig(epsilon=epsilon, reproducible_noise=True),  # runs are compared bit for bit
         training=TrainingConfig(rounds=rounds, batch_size=16),
         fedhypevae=TINY_HYPEVAE,
         evaluation=EvaluationConfig(probe=LinearProbeConfig(steps=5)),

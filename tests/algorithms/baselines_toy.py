@@ -37,7 +37,10 @@ def spec_of(federation: Federation) -> FederationSpec:
 def run(algorithm: str, method, federation: Federation, rounds: int = 5, epsilon: float = float("inf"),
         local_epochs: int = 1, seed: int = 0, selection: str = "global", batch_size: int | None = None, **privacy):
     """Run a whole federation in process; return (result, per-client rows, pool, server)
-    (``batch_size`` None: the method's default B from its registry record)."""
+    (``batch_size`` None: the method's default B from its registry record).  Toy runs are
+    compared bit for bit, so their DP noise is the seeded one unless ``reproducible_noise=False``
+    is passed (the secure source is tested in tests/privacy/test_secure_noise.py)."""
+    privacy.setdefault("reproducible_noise", True)
     settings = RunSettings(algorithm, method, PrivacyConfig(epsilon=epsilon, **privacy),
                            TrainingConfig(rounds=rounds, local_epochs=local_epochs, batch_size=batch_size),
                            EvaluationConfig(selection=selection), seed)

@@ -55,7 +55,8 @@ def test_generator_step_reads_no_record(federation):
                                 .astype(np.float32))
     generators = []
     for client_data in (data, other):
-        client = DPCGANClient(client_data, spec_of(federation), SMALL, PrivacyConfig(epsilon=1.0),
+        client = DPCGANClient(client_data, spec_of(federation), SMALL,
+                              PrivacyConfig(epsilon=1.0, reproducible_noise=True),
                               TrainingConfig(rounds=1, batch_size=BATCH), EvaluationConfig(), seed=0)
         client.trainer.step = lambda *args, **kwargs: None
         client.local_step()

@@ -24,6 +24,7 @@ TINY = [
     "--run.dp-cgan.latent-dim", "4", "--run.dp-cgan.generator-hidden", "16", "16",
     "--run.dp-cgan.discriminator-hidden", "16", "16",
     "--run.evaluation.probe.steps", "20",
+    "--run.privacy.reproducible-noise",  # the rerun must reproduce the same table
 ]
 
 

@@ -24,8 +24,8 @@ from scipy import stats
 from fedsim.commands.train import TrainCommand
 from fedsim.errors import UserError
 from fedsim.privacy import secure_noise
-from fedsim.privacy.accounting import ClientAccountant
 from fedsim.privacy.config import PrivacyConfig
+from fedsim.privacy.state import PrivacyState
 from fedsim.privacy.ledger import PAPER_MODE_NOTE, format_ledger, ledger_to_json, privacy_record
 from fedsim.privacy.plan import DPSGDPlan
 from fedsim.privacy.secure_noise import (
@@ -244,10 +244,10 @@ def _records(privacy: PrivacyConfig) -> list:
         plan = DPSGDPlan(num_records=n, sample_rate=16 / n, expected_batch_size=16.0,
                          steps_per_epoch=steps // 2, total_steps=steps,
                          noise_multiplier=1.1 if privacy.private else 0.0, target_epsilon=privacy.epsilon)
-        accountant = ClientAccountant(privacy.accountant, privacy.delta)
+        state = PrivacyState.fresh(privacy, plan, local_epochs=2, noise=noise_source(privacy, 0, client_id))
         if privacy.private:
-            accountant.record(plan.noise_multiplier, plan.sample_rate, plan.total_steps, kind="dp-sgd")
-        records.append(privacy_record(client_id, privacy, plan, accountant, None, None))
+            state.accountant.record(plan.noise_multiplier, plan.sample_rate, plan.total_steps, kind="dp-sgd")
+        records.append(privacy_record(client_id, state, None, None))
     return records
 
 
