@@ -94,7 +94,7 @@ def test_the_cli_does_not_know_the_method_without_its_record(capsys):
     assert exit_info.value.code == 2
 
 
-@pytest.mark.parametrize("normalize", [False, True])
+@pytest.mark.parametrize("normalize", [pytest.param(False, marks=pytest.mark.slow), True])
 def test_readme_example_runs_through_the_train_command(tmp_path, normalize):
     """The README's record block, then ``fedsim.run.main`` as ``python -m fedsim.run`` calls
     it, in a fresh interpreter (so the record is registered before the CLI is built)."""
