@@ -1,6 +1,6 @@
 """DP-CVAE baseline (Di Salvo, Nguyen & Ledig 2025, "Embedding-based federated data
 sharing via differentially private conditional VAEs"), with the flaws of its public
-code fixed (DESIGN.md):
+code fixed (docs/design.md, "Baselines: what fedsim fixes"):
 
 * each client trains a whole CVAE (:class:`~fedsim.models.cvae.ConditionalVAE`;
   encoder and decoder 3 × 256, latent 100, loss mean MSE + β·KL, β = 0.1, Adam 1e-3)

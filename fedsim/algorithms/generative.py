@@ -3,7 +3,7 @@ conditional generator model under DP-SGD and returns only the generator's change
 server that averages generators (FedAvg, McMahan et al. 2017, weights n_i/Σn), and
 the released artifact (the averaged generator and a DP label distribution).
 
-Privacy, per client (sample-level, DESIGN.md):
+Privacy, per client (sample-level, docs/design.md, "Privacy model"):
 
 * DP-SGD on every parameter the client trains on data (:class:`~fedsim.privacy.dp_trainer.DPTrainer`
   with ghost clipping), σ calibrated by :func:`~fedsim.privacy.plan.plan_dp_sgd` for the

@@ -4,7 +4,8 @@ Everything that lists methods derives from these records: the CLI's ``--algorith
 choices (:data:`MethodName`), each method's option group (``--<name>.*``, the fields of
 :class:`~fedsim.commands.federation_options.FederationOptions`), the ``table`` command's
 rows and labels, the sweeps' default method list, and the resolution of a run's
-settings.  Adding a method is one module plus one record here.
+settings.  Adding a method is one module plus one record: here, or outside this file
+with :func:`register` (docs/design.md, "How to add a method").
 
 A method's module exposes ``make_server(spec, settings)``, ``make_client(data, spec,
 settings)`` and ``synthetic_set(artifact, size, generator)`` (``None`` when the method
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import sys
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, Literal
@@ -41,9 +43,10 @@ class MethodRecord:
     batch_size: int | None
     """Its expected Poisson batch size B when ``--training.batch-size`` is not given (None: it runs no
     DP-SGD, and the option does not apply)."""
-    privacy: Literal["dp", "optional"]
+    privacy: Literal["dp", "optional", "none"]
     """``dp``: always trains under ``--privacy.*``; ``optional``: its config's ``private`` flag decides
-    (False: no DP, the run's ε is ∞ whatever ``--privacy.epsilon`` says)."""
+    (False: no DP, the run's ε is ∞ whatever ``--privacy.epsilon`` says); ``none``: never private
+    (ε = ∞)."""
     synthesis: bool
     """True when ``synthetic_set`` releases a synthetic set (a generative method)."""
     table_row: int | None = None
@@ -65,7 +68,7 @@ class MethodRecord:
 
     def is_private(self, config: Any) -> bool:
         """Whether a run with options ``config`` trains under DP (at a finite ``--privacy.epsilon``)."""
-        return self.privacy == "dp" or bool(config.private)
+        return self.privacy == "dp" or (self.privacy == "optional" and bool(config.private))
 
 
 METHODS: tuple[MethodRecord, ...] = (
@@ -100,9 +103,42 @@ BY_NAME: dict[str, MethodRecord] = {record.name: record for record in METHODS}
 NAMES: tuple[str, ...] = tuple(BY_NAME)
 MethodName = Literal[NAMES]  # type: ignore[valid-type]  # the CLI's choices, from the records
 DEFAULT_METHOD = "fedhypevae"
-PAPER_METHODS: tuple[str, ...] = tuple(
-    record.name for record in sorted((r for r in METHODS if r.table_row is not None), key=lambda r: r.table_row))
+
+
+def _paper_methods() -> tuple[str, ...]:
+    return tuple(record.name for record in sorted((r for r in METHODS if r.table_row is not None),
+                                                  key=lambda r: r.table_row))
+
+
+PAPER_METHODS: tuple[str, ...] = _paper_methods()
 """The paper's Table-1 methods, in the table's row order."""
+
+# modules that build their option classes from the records when they are imported
+_OPTION_MODULES = ("fedsim.commands.federation_options", "fedsim.commands.train", "fedsim.commands.table")
+
+
+def register(record: MethodRecord) -> None:
+    """Add ``record`` to :data:`METHODS` (a method defined outside this file: a plugin, a test).
+
+    Everything derived from the records then includes it: ``--algorithm``'s choices, its
+    ``--<name>.*`` option group, the ``table`` command's labels (and rows, with
+    ``table_row``), the sweeps' default method list and :func:`method`.  The CLI builds
+    its option classes when :mod:`fedsim.commands` is imported, so call this before
+    that (a ``RuntimeError`` otherwise).  Ray workers import this module afresh: a
+    registered method runs there only if the workers register it too (``--backend
+    local`` needs nothing more)."""
+    global METHODS, NAMES, MethodName, PAPER_METHODS
+    if record.name in BY_NAME:
+        raise ValueError(f"a method named {record.name!r} is already registered")
+    built = [name for name in _OPTION_MODULES if name in sys.modules]
+    if built:
+        raise RuntimeError(f"register {record.name!r} before importing {', '.join(built)}: their option "
+                           "classes are built from the records on import")
+    METHODS = (*METHODS, record)
+    BY_NAME[record.name] = record
+    NAMES = tuple(BY_NAME)
+    MethodName = Literal[NAMES]  # type: ignore[valid-type]
+    PAPER_METHODS = _paper_methods()
 
 
 def method(name: str, option: str = "--algorithm") -> MethodRecord:

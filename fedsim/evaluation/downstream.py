@@ -1,4 +1,4 @@
-"""Per-client downstream evaluation shared by every method (DESIGN.md, reference protocol).
+"""Per-client downstream evaluation shared by every method (docs/design.md, "Evaluation protocol").
 
 The local classifier is always trained on the client's real train split; the global
 one on synthetic data (generative methods) or given as probabilities (federated

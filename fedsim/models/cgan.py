@@ -12,7 +12,7 @@ what it reads:
 
 The fake labels ỹ_m come from the client's DP label distribution and z_m ~ N(0, I),
 so the fake part is a function of DP outputs and public noise only and is added
-outside clipping (DESIGN.md: terms that touch no real record).
+outside clipping (docs/design.md, "The DP trainer": record-free terms).
 """
 
 from __future__ import annotations

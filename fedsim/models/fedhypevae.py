@@ -14,7 +14,7 @@ where ``x̂_m ~ p_θ(x|z_m, y_j)``, ``z_m ~ p_ω(z|y_j)`` are synthetic samples 
 record's own class, drawn with noise that does not depend on any data.  Averaged over
 a batch this is the class-weighted, class-conditional MMD² up to the parameter-free
 real–real term.  (An MMD computed *inside* a batch couples its records and breaks the
-per-record clipping bound; DESIGN.md.)
+per-record clipping bound; docs/design.md, "Privacy model".)
 
 :meth:`regularizer` holds the terms that touch no record (λ_Lip, λ_v of Eq. 5); they
 are added to the privatized gradient outside clipping.

@@ -10,7 +10,7 @@ from fedsim.validation import check, finite
 
 @dataclass(frozen=True)
 class PrivacyConfig:
-    """Sample-level (ε, δ)-DP per client; see DESIGN.md's privacy model."""
+    """Sample-level (ε, δ)-DP per client; see docs/design.md, "Privacy model"."""
 
     epsilon: float = 1.0
     """Target ε per client for everything it releases (``inf`` disables DP)."""

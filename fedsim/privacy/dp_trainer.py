@@ -4,7 +4,7 @@ DP-CVAE, DP-CGAN's discriminator, FedHypeVAE), in the shape of Opacus'
 
 For a client with ``n`` records, plan ``(q, σ, C)`` (:func:`fedsim.privacy.plan.plan_dp_sgd`)
 and trained parameters θ, one step (Abadi et al. 2016; the paper's Eq. 9, made sound
-as in DESIGN.md) is
+as in docs/design.md, "Privacy model") is
 
     B ~ Poisson(q) over the n records                                  (NoiseSource.poisson_batch)
     S = Σ_{j∈B} clip(∇_θ ℓ_j(θ), C)        joint clipping over θ       (a ClippedSum strategy)

@@ -149,7 +149,7 @@ class _BatchLabelMMD(nn.Module):
 
 
 def test_the_neighbour_check_detects_a_coupled_loss():
-    """Control: the same check fails for a loss that couples records (DESIGN.md: an
+    """Control: the same check fails for a loss that couples records (docs/design.md, "Privacy model": an
     in-batch MMD moved the clipped sum by more than C), so its passing above means something."""
     coupled = _BatchLabelMMD(tiny_model(0.0))
     (x, onehot, eps_z), _ = tiny_records(10, outlier=20.0)
