@@ -57,7 +57,8 @@ class MethodRecord:
     def config_type(self) -> type:
         """Its options dataclass."""
         module, name = self.config.split(":")
-        return getattr(importlib.import_module(module), name)
+        config_type: type = getattr(importlib.import_module(module), name)
+        return config_type
 
     def implementation(self) -> ModuleType:
         """Its module (``make_server``, ``make_client``, ``synthetic_set``)."""
@@ -101,7 +102,7 @@ NAMES: tuple[str, ...] = tuple(BY_NAME)
 MethodName = Literal[NAMES]  # type: ignore[valid-type]  # the CLI's choices, from the records
 DEFAULT_METHOD = "fedhypevae"
 PAPER_METHODS: tuple[str, ...] = tuple(
-    record.name for record in sorted((r for r in METHODS if r.table_row is not None), key=lambda r: r.table_row))
+    record.name for record in sorted((r for r in METHODS if r.table_row is not None), key=lambda r: r.table_row or 0))
 """The paper's Table-1 methods, in the table's row order."""
 
 
