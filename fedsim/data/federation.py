@@ -39,6 +39,8 @@ if TYPE_CHECKING:
 
 SPLITS = ("train", "val", "test")
 HEAT = " .:-=+*#%@"
+PartitionScheme = Literal["iid", "dirichlet", "site"]
+"""How records are shared among clients (``--data.partition``)."""
 
 
 @dataclass(frozen=True)
@@ -47,7 +49,7 @@ class DataConfig:
 
     dataset: str = "synthetic"
     """Built-in dataset (synthetic, synthetic-organs, digits, breast-cancer) or path to a .parquet/.npz embedding file."""
-    partition: Literal["iid", "dirichlet", "site"] = "dirichlet"
+    partition: PartitionScheme = "dirichlet"
     """How records are shared among clients: iid, dirichlet (label skew with --data.alpha), or site (one client per value of the file's site column)."""
     alpha: float = 0.3
     """Dirichlet concentration α of the label skew: small = few classes per client, large = IID-like."""
