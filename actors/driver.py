@@ -14,15 +14,20 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from typing import Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Sequence, cast
 
 import ray
+from ray.actor import ActorHandle
 
 from actors.messages import owned
 from actors.pool import RayClientPool
 from actors.server_actor import ServerActor
 from fedsim.backend import ActorPlan, RayConfig, plan_actors
 from fedsim.errors import UserError
+
+if TYPE_CHECKING:
+    from fedsim.algorithms.registry import RunSettings
+    from fedsim.algorithms.spec import FederationSpec
 
 
 @contextlib.contextmanager
@@ -62,8 +67,10 @@ class ServerProxy:
     (Φ goes from the server actor to the object store once per round and from there to
     the client actors); ``aggregate`` and ``finalize`` take the pool's handles."""
 
-    def __init__(self, spec, settings, threads: int = 1) -> None:
-        self.actor = ray.remote(ServerActor).options(num_cpus=0, max_restarts=0).remote(spec, settings, threads)
+    def __init__(self, spec: FederationSpec, settings: RunSettings, threads: int = 1) -> None:
+        # Ray types ActorClass.remote as "handle or class"; it returns a handle
+        self.actor = cast(ActorHandle[ServerActor],
+                          ray.remote(ServerActor).options(num_cpus=0, max_restarts=0).remote(spec, settings, threads))
 
     def wait_ready(self) -> None:
         ray.get(self.actor.ready.remote())
@@ -77,10 +84,10 @@ class ServerProxy:
     def finalize(self, releases: Sequence[Any]) -> Any:
         return owned(ray.get(self.actor.finalize.remote(list(releases))))
 
-    def state_dict(self) -> dict:
+    def state_dict(self) -> dict[str, Any]:
         return owned(ray.get(self.actor.state_dict.remote()))
 
-    def load_state_dict(self, state: dict) -> None:
+    def load_state_dict(self, state: dict[str, Any]) -> None:
         ray.get(self.actor.load_state_dict.remote(state))
 
     def close(self) -> None:

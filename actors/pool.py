@@ -31,9 +31,10 @@ from __future__ import annotations
 import sys
 import time
 from collections import defaultdict
-from typing import Any, Sequence
+from typing import Any, Sequence, cast
 
 import ray
+from ray.actor import ActorClass, ActorHandle
 from ray.exceptions import RayActorError
 
 from actors.client_actor import ClientActor
@@ -52,7 +53,7 @@ class RayClientPool:
         self.client_ids = sorted(by_id)
         self.groups = plan.groups(self.client_ids)
         self.owner = {cid: k for k, group in enumerate(self.groups) for cid in group}
-        self._remote = ray.remote(actor_class)
+        self._remote: ActorClass[ClientActor] = ray.remote(actor_class)
         self._data = [ray.put([by_id[cid] for cid in group]) for group in self.groups]
         self.actors = [self._spawn(k) for k in range(len(self.groups))]
         ray.get([actor.ready.remote() for actor in self.actors])
@@ -66,12 +67,14 @@ class RayClientPool:
         self.round_stats: dict = {"actor_seconds": {}, "client_seconds": {}}  # compute times, last round
 
     # --- actors --------------------------------------------------------------------------
-    def _spawn(self, k: int):
+    def _spawn(self, k: int) -> ActorHandle[ClientActor]:
         options: dict[str, Any] = {"num_cpus": self.plan.cpus_per_actor, "max_restarts": 0,
                                    "max_task_retries": 0}
         if self.plan.gpus_per_actor > 0:
             options["num_gpus"] = self.plan.gpus_per_actor
-        return self._remote.options(**options).remote(self._data[k], self.spec, self.settings, self.plan.threads)
+        # Ray types ActorClass.remote as "handle or class"; it returns a handle
+        return cast(ActorHandle[ClientActor],
+                    self._remote.options(**options).remote(self._data[k], self.spec, self.settings, self.plan.threads))
 
     def _by_actor(self, ids: Sequence[int]) -> dict[int, list[int]]:
         calls: dict[int, list[int]] = {}

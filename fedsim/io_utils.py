@@ -49,7 +49,7 @@ def write_parquet_atomic(table: "pa.Table", path: str | Path) -> Path:
     return path
 
 
-def write_json_atomic(obj: Any, path: str | Path, *, indent: int = 2) -> Path:
+def write_json_atomic(obj: Any, path: str | Path, *, indent: int | None = 2) -> Path:
     """Write ``obj`` as JSON (UTF-8, trailing newline) to ``path`` atomically; return the path.
 
     Objects JSON does not know (paths, NumPy scalars, tuples inside dataclasses,

@@ -14,7 +14,7 @@ code 2, without a traceback.
 from __future__ import annotations
 
 import sys
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
 import tyro
 
@@ -24,7 +24,7 @@ from fedsim.commands.table import TableCommand
 from fedsim.commands.train import TrainCommand
 from fedsim.errors import execute
 
-SUBCOMMANDS = {
+SUBCOMMANDS: dict[str, Callable[..., Any]] = {
     "train": TrainCommand,
     "data": DataCommand,
     "table": TableCommand,

@@ -16,11 +16,12 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Protocol, Sequence
 
 import numpy as np
+from torch import Tensor
 
-from fedsim.algorithms.base import Client, ClientUpdate, LocalDiagnostics
+from fedsim.algorithms.base import Client, ClientUpdate, LocalDiagnostics, Server
 from fedsim.algorithms.registry import RunSettings, algorithm_module
 from fedsim.algorithms.spec import FederationSpec
 from fedsim.checkpoint import load_checkpoint, load_client_states, save_client_states, set_rng_states
@@ -29,21 +30,29 @@ from fedsim.seeding import numpy_rng
 
 if TYPE_CHECKING:
     from fedsim.callbacks import RunCallback
+    from fedsim.data.federation import Federation
+    from fedsim.privacy.ledger import ClientPrivacyRecord
 
 
 class ClientPool(Protocol):
-    """The clients of a federation, wherever they live."""
+    """The clients of a federation, wherever they live.
+
+    ``broadcast`` is the server's (for a proxy server, what its ``broadcast`` returns: the
+    Ray runtime's is a reference to Φ in the object store); an outcome's update is a
+    :class:`ClientUpdate`, or what the pool's server aggregates in its place (the Ray
+    runtime's: a handle to the update in the object store)."""
 
     client_ids: list[int]
 
-    def local_round(self, ids: Sequence[int], broadcast: dict, round_index: int) -> list[tuple[ClientUpdate, LocalDiagnostics]]: ...
+    def local_round(self, ids: Sequence[int], broadcast: Any,
+                    round_index: int) -> Sequence[tuple[ClientUpdate | Any, LocalDiagnostics]]: ...
     def release(self, ids: Sequence[int]) -> list[Any]: ...
     def evaluate(self, ids: Sequence[int], artifact: Any) -> list[ClientEvaluation]: ...
     def epsilons(self, ids: Sequence[int]) -> list[float]: ...
-    def privacy_records(self, ids: Sequence[int]) -> list[Any]: ...
-    def save_states(self, directory) -> list[dict]: ...
-    def load_states(self, directory, shards: list[dict]) -> None: ...
-    def checkpoint_written(self, directory, shards: list[dict]) -> None:
+    def privacy_records(self, ids: Sequence[int]) -> list[ClientPrivacyRecord]: ...
+    def save_states(self, directory: Path) -> list[dict[str, Any]]: ...
+    def load_states(self, directory: Path, shards: list[dict[str, Any]]) -> None: ...
+    def checkpoint_written(self, directory: Path, shards: list[dict[str, Any]]) -> None:
         """The checkpoint in ``directory`` (written or loaded) is the run's latest: the one
         a client worker lost from now on restarts from."""
 
@@ -51,36 +60,37 @@ class ClientPool(Protocol):
 class LocalClientPool:
     """Every client object in this process, called one after the other."""
 
-    def __init__(self, federation, spec: FederationSpec, settings: RunSettings) -> None:
+    def __init__(self, federation: Federation, spec: FederationSpec, settings: RunSettings) -> None:
         module = algorithm_module(settings.algorithm)
         self.clients: dict[int, Client] = {c.client_id: module.make_client(c, spec, settings)
                                            for c in federation.clients}
         self.client_ids = sorted(self.clients)
 
-    def local_round(self, ids, broadcast, round_index):
+    def local_round(self, ids: Sequence[int], broadcast: Mapping[str, Tensor],
+                    round_index: int) -> list[tuple[ClientUpdate, LocalDiagnostics]]:
         return [self.clients[i].local_round(broadcast, round_index) for i in ids]
 
-    def release(self, ids):
+    def release(self, ids: Sequence[int]) -> list[Any]:
         return [self.clients[i].release() for i in ids]
 
-    def evaluate(self, ids, artifact):
+    def evaluate(self, ids: Sequence[int], artifact: Any) -> list[ClientEvaluation]:
         return [self.clients[i].evaluate(artifact) for i in ids]
 
-    def epsilons(self, ids):
+    def epsilons(self, ids: Sequence[int]) -> list[float]:
         return [self.clients[i].privacy_state.epsilon() for i in ids]
 
-    def privacy_records(self, ids):
+    def privacy_records(self, ids: Sequence[int]) -> list[ClientPrivacyRecord]:
         return [self.clients[i].privacy_record() for i in ids]
 
-    def save_states(self, directory):
+    def save_states(self, directory: Path) -> list[dict[str, Any]]:
         """Write every client's state into checkpoint ``directory``; return the shard list."""
         return save_client_states(self.clients, self.client_ids, directory)
 
-    def load_states(self, directory, shards):
+    def load_states(self, directory: Path, shards: list[dict[str, Any]]) -> None:
         """Load every client's state from checkpoint ``directory``."""
         load_client_states(self.clients, directory, shards)
 
-    def checkpoint_written(self, directory, shards):
+    def checkpoint_written(self, directory: Path, shards: list[dict[str, Any]]) -> None:
         """Nothing to remember: clients in this process are never lost on their own."""
 
 
@@ -99,12 +109,12 @@ class RunResult:
 
     round_metrics: list[dict] = field(default_factory=list)
     evaluations: list[ClientEvaluation] = field(default_factory=list)
-    privacy_records: list[Any] = field(default_factory=list)
+    privacy_records: list[ClientPrivacyRecord] = field(default_factory=list)
     artifact: Any = None
     seconds: float = 0.0
 
 
-def resume_run(run_dir: str | Path, server, pool: ClientPool) -> tuple[int, RunResult]:
+def resume_run(run_dir: str | Path, server: Server, pool: ClientPool) -> tuple[int, RunResult]:
     """Load ``run_dir``'s latest checkpoint (:func:`fedsim.checkpoint.load_checkpoint`)
     into ``server`` and ``pool`` and restore the driver's RNG states; return the round
     to continue from and the result so far (its rows and seconds), the ``start_round``
@@ -117,7 +127,7 @@ def resume_run(run_dir: str | Path, server, pool: ClientPool) -> tuple[int, RunR
     return checkpoint.rounds_done, RunResult(round_metrics=list(checkpoint.round_metrics), seconds=checkpoint.seconds)
 
 
-def run_federation(server, pool: ClientPool, settings: RunSettings, callbacks: Sequence[RunCallback] = (),
+def run_federation(server: Server, pool: ClientPool, settings: RunSettings, callbacks: Sequence[RunCallback] = (),
                    start_round: int = 0, result: RunResult | None = None) -> RunResult:
     """Run rounds ``start_round`` … ``rounds − 1``, the release, the server's
     finalisation and the evaluation, calling ``callbacks`` (:mod:`fedsim.callbacks`)

@@ -92,6 +92,7 @@ class Grid:
         points = []
         for method in self.methods:
             epsilons = (math.inf,) if method in self.epsilon_free else self.epsilons
+            lambdas: Iterable[tuple[float | None, float | None, float | None]]
             if method == FEDHYPEVAE:
                 lambdas = itertools.product(self.lambda_mmd, self.lambda_v, self.lambda_lip)
             else:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
 if __name__ == "__main__":
     # Run as a file (``python sweeps/privacy_utility.py``, ``ray submit``): Python put this
@@ -31,7 +31,7 @@ if __name__ == "__main__":
 from fedsim.errors import execute  # noqa: E402
 from sweeps.options import PlotOptions, RunOptions  # noqa: E402
 
-SUBCOMMANDS = {"run": RunOptions, "plot": PlotOptions}
+SUBCOMMANDS: dict[str, Callable[..., Any]] = {"run": RunOptions, "plot": PlotOptions}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -37,7 +37,7 @@ from sweeps.grid import trial_command
 
 def scalars(row: dict) -> dict:
     """The entries of ``row`` that Tune can log: numbers, strings and booleans (None dropped)."""
-    kept = {}
+    kept: dict[str, object] = {}
     for key, value in row.items():
         if isinstance(value, (bool, str)):
             kept[key] = value

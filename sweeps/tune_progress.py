@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import sys
 import time
+from typing import Any
 
 from ray.tune import Callback
 
@@ -54,13 +55,14 @@ class SweepProgress(Callback):
         self._reset()
 
     def _reset(self) -> None:
-        self.started = None
-        self.finished_before = None
+        self.started: float | None = None
+        self.finished_before: int | None = None
         self.last_print = -math.inf  # the first step prints at once
         self.ended: set[str] = set()
         self.errored: set[str] = set()
 
-    def setup(self, **info) -> None:
+    def setup(self, stop: Any = None, num_samples: int | None = None, total_num_samples: int | None = None,
+              **info: Any) -> None:
         self._reset()
         self.started = time.monotonic()
 

@@ -20,6 +20,7 @@ One local step (:class:`~fedsim.models.cgan.ConditionalGAN`):
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -66,18 +67,18 @@ class DPCGANConfig:
         self.scaling.validate(prefix + "scaling.")
 
 
-class DPCGANClient(GenerativeClient):
+class DPCGANClient(GenerativeClient[ConditionalGAN]):
     """A DP-CGAN client: DP discriminator, post-processed generator (module docstring)."""
 
     tag = "dp-cgan"
     shared_prefix = "generator."
 
-    def __init__(self, *args, **kwargs) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.generator_optimizer = torch.optim.Adam(self.model.generator.parameters(), lr=self.config.lr,
                                                     betas=(self.config.beta1, self.config.beta2))
         self.fake_labels = label_distribution(self.label_counts)  # DP: post-processing
-        self.fake_batch = expected_batch(self.privacy_state.plan)
+        self.fake_batch = expected_batch(self.privacy_state.sgd_plan())
 
     @staticmethod
     def build_model(spec: FederationSpec, config: DPCGANConfig) -> ConditionalGAN:
@@ -92,7 +93,7 @@ class DPCGANClient(GenerativeClient):
         """Only the discriminator reads records, so only it is trained by DP-SGD."""
         return {n: p for n, p in self.model.named_parameters() if n.startswith("discriminator.")}
 
-    def make_optimizer(self, parameters):
+    def make_optimizer(self, parameters: list[nn.Parameter]) -> torch.optim.Optimizer:
         return torch.optim.Adam(parameters, lr=self.config.lr, betas=(self.config.beta1, self.config.beta2))
 
     def _fake_conditions(self) -> tuple[Tensor, Tensor]:
@@ -127,10 +128,10 @@ class DPCGANClient(GenerativeClient):
         return {"d_loss": float(self.model(u, onehot).mean() + self.model.fake_loss(fake, onehot)),
                 "g_loss": float(self.model.generator_loss(z, onehot))}
 
-    def optimizer_states(self) -> list[dict]:
+    def optimizer_states(self) -> list[dict[str, Any]]:
         return [self.trainer.optimizer.state_dict(), self.generator_optimizer.state_dict()]
 
-    def load_optimizer_states(self, states: list[dict]) -> None:
+    def load_optimizer_states(self, states: list[dict[str, Any]]) -> None:
         self.trainer.optimizer.load_state_dict(states[0])
         self.generator_optimizer.load_state_dict(states[1])
 

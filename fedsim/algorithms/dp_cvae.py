@@ -25,6 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from torch import nn
 
 from fedsim.algorithms.base import synthesize
 from fedsim.algorithms.generative import GenerativeClient, module_functions
@@ -63,7 +64,7 @@ class DPCVAEConfig:
         self.scaling.validate(prefix + "scaling.")
 
 
-class DPCVAEClient(GenerativeClient):
+class DPCVAEClient(GenerativeClient[ConditionalVAE]):
     """A DP-CVAE client: encoder and decoder under joint DP-SGD; the decoder is shared."""
 
     tag = "dp-cvae"
@@ -78,7 +79,7 @@ class DPCVAEClient(GenerativeClient):
     def generator_of(model: ConditionalVAE) -> ConditionalGenerator:
         return model.decoder
 
-    def make_optimizer(self, parameters):
+    def make_optimizer(self, parameters: list[nn.Parameter]) -> torch.optim.Optimizer:
         return torch.optim.Adam(parameters, lr=self.config.lr)
 
     def local_step(self) -> None:

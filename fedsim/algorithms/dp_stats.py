@@ -49,7 +49,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from typing import Literal, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -69,6 +69,10 @@ from fedsim.privacy.state import PrivacyState
 from fedsim.privacy.statistics import (SENSITIVITY, ClassStatistics, moments_from_statistics, pooled,
                                        release_class_statistics)
 from fedsim.validation import check, finite
+
+if TYPE_CHECKING:
+    from fedsim.algorithms.registry import RunSettings
+    from fedsim.data.federation import ClientData
 
 TAG = "dp-stats"
 
@@ -127,7 +131,7 @@ class DPStatsRelease:
 class DPStatsClient:
     """Holds the client's records and accountant; releases its class statistics once."""
 
-    def __init__(self, data, spec: FederationSpec, config: DPStatsConfig, privacy: PrivacyConfig,
+    def __init__(self, data: ClientData, spec: FederationSpec, config: DPStatsConfig, privacy: PrivacyConfig,
                  schedule: TrainingConfig, evaluation: EvaluationConfig, seed: int) -> None:
         self.client_id = data.client_id
         self.data, self.config, self.evaluation, self.seed = data, config, evaluation, seed
@@ -179,12 +183,12 @@ class DPStatsClient:
     def privacy_record(self) -> ClientPrivacyRecord:
         return privacy_record(self.client_id, self.privacy_state, self.stats_noise_multiplier, self.clip_norm)
 
-    def state_dict(self) -> dict:
+    def state_dict(self) -> dict[str, Any]:
         return {"privacy_state": self.privacy_state.state_dict(),
                 "stats_noise_multiplier": self.stats_noise_multiplier,
                 "released": None if self.released is None else _release_state(self.released)}
 
-    def load_state_dict(self, state: dict) -> None:
+    def load_state_dict(self, state: dict[str, Any]) -> None:
         self.privacy_state.load_state_dict(state["privacy_state"])
         self.stats_noise_multiplier = state["stats_noise_multiplier"]
         released = state["released"]
@@ -193,7 +197,7 @@ class DPStatsClient:
             released["noise_multiplier"], released["clip_norm"])
 
 
-def _release_state(release: DPStatsRelease) -> dict:
+def _release_state(release: DPStatsRelease) -> dict[str, Any]:
     statistics = release.statistics
     return {"counts": statistics.counts, "sums": statistics.sums, "second_moments": statistics.second_moments,
             "noise_multiplier": release.noise_multiplier, "clip_norm": release.clip_norm}
@@ -299,11 +303,11 @@ class DPStatsServer(SharedStateServer):
         return class_generator(releases, self.config)
 
 
-def make_server(spec, settings) -> DPStatsServer:
+def make_server(spec: FederationSpec, settings: RunSettings) -> DPStatsServer:
     return DPStatsServer(spec, settings.method)
 
 
-def make_client(data, spec, settings) -> DPStatsClient:
+def make_client(data: ClientData, spec: FederationSpec, settings: RunSettings) -> DPStatsClient:
     return DPStatsClient(data, spec, settings.method, settings.privacy, settings.training, settings.evaluation,
                          settings.seed)
 

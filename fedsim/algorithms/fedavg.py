@@ -33,7 +33,7 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass, replace
-from typing import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence, cast
 
 import numpy as np
 import torch
@@ -53,6 +53,10 @@ from fedsim.privacy.plan import plan_dp_sgd
 from fedsim.privacy.secure_noise import noise_source
 from fedsim.privacy.state import PrivacyState
 from fedsim.validation import check, finite
+
+if TYPE_CHECKING:
+    from fedsim.algorithms.registry import RunSettings
+    from fedsim.data.federation import ClientData
 
 DIAGNOSTIC_RECORDS = 256
 
@@ -97,7 +101,7 @@ def record_cross_entropy(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
 class FederatedClassifierClient:
     """A client of FedAvg / FedProx / FedLambda (module docstring)."""
 
-    def __init__(self, data, spec: FederationSpec, config: FedAvgConfig, privacy: PrivacyConfig,
+    def __init__(self, data: ClientData, spec: FederationSpec, config: FedAvgConfig, privacy: PrivacyConfig,
                  schedule: TrainingConfig, evaluation: EvaluationConfig, seed: int,
                  proximal_mu: float = 0.0, blend: bool = False) -> None:
         self.client_id = data.client_id
@@ -109,7 +113,7 @@ class FederatedClassifierClient:
         self.parameters = dict(self.model.named_parameters())
         self.x = torch.as_tensor(data.x_train, dtype=torch.float32)
         self.y = torch.as_tensor(data.y_train, dtype=torch.long)
-        plan = plan_dp_sgd(len(self.x), schedule.batch_size, schedule.rounds, schedule.local_epochs, privacy)
+        plan = plan_dp_sgd(len(self.x), schedule.resolved_batch_size(), schedule.rounds, schedule.local_epochs, privacy)
         noise = noise_source(privacy, seed, "fedavg", "steps", data.client_id)
         self.trainer = DPTrainer(self.parameters, GhostClippedSum(self.model, self._record_losses),
                                  self._round_optimizer(), PrivacyState.fresh(privacy, plan, schedule.local_epochs, noise))
@@ -138,12 +142,13 @@ class FederatedClassifierClient:
         delta = trainer.run_round(self.parameters, broadcast, local_step)
         return ClientUpdate(self.client_id, delta, len(self.x)), LocalDiagnostics(self.client_id, self._diagnostics())
 
-    def _proximal_term(self, broadcast: Mapping[str, Tensor]):
+    def _proximal_term(self, broadcast: Mapping[str, Tensor]) -> Callable[[], Tensor]:
         """FedProx: ``(μ/2) Σ ‖w − w_global‖²`` (touches no record)."""
         anchor = {name: value.detach().clone() for name, value in broadcast.items()}
 
         def penalty() -> Tensor:
-            return 0.5 * self.proximal_mu * sum((p - anchor[n]).pow(2).sum() for n, p in self.parameters.items())
+            squared = cast(Tensor, sum((p - anchor[n]).pow(2).sum() for n, p in self.parameters.items()))
+            return 0.5 * self.proximal_mu * squared
         return penalty
 
     @torch.no_grad()
@@ -165,10 +170,10 @@ class FederatedClassifierClient:
     def privacy_record(self) -> ClientPrivacyRecord:
         return privacy_record(self.client_id, self.privacy_state, None, None)
 
-    def state_dict(self) -> dict:
+    def state_dict(self) -> dict[str, Any]:
         return {"model": self.model.state_dict(), "privacy_state": self.privacy_state.state_dict()}
 
-    def load_state_dict(self, state: dict) -> None:
+    def load_state_dict(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
         self.privacy_state.load_state_dict(state["privacy_state"])
 
@@ -187,20 +192,21 @@ class FederatedClassifierServer(SharedStateServer):
     def aggregate(self, updates: Sequence[ClientUpdate]) -> None:
         apply_server_step(self.shared, updates, 1.0)
 
-    def finalize(self, releases) -> GlobalClassifier:
+    def finalize(self, releases: Sequence[None]) -> GlobalClassifier:
         return GlobalClassifier(copy.deepcopy(self.model).eval())
 
 
-def make_server(spec, settings):
+def make_server(spec: FederationSpec, settings: RunSettings) -> FederatedClassifierServer:
     return FederatedClassifierServer(spec, settings.seed)
 
 
-def make_client(data, spec, settings, proximal_mu: float = 0.0, blend: bool = False):
+def make_client(data: ClientData, spec: FederationSpec, settings: RunSettings, proximal_mu: float = 0.0,
+                blend: bool = False) -> FederatedClassifierClient:
     return FederatedClassifierClient(data, spec, settings.method, settings.privacy, settings.training,
                                      settings.evaluation, settings.seed, proximal_mu, blend)
 
 
-def synthetic_set(artifact, size: int, generator):
+def synthetic_set(artifact: GlobalClassifier, size: int, generator: torch.Generator) -> None:
     """FedAvg releases a classifier, not synthetic data."""
     return None
 

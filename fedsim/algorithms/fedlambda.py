@@ -6,9 +6,16 @@ is trained exactly as :mod:`fedsim.algorithms.fedavg`; only the evaluation diffe
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from fedsim.algorithms import fedavg
 from fedsim.algorithms.fedavg import FedAvgConfig
+from fedsim.algorithms.spec import FederationSpec
+
+
+if TYPE_CHECKING:
+    from fedsim.algorithms.registry import RunSettings
+    from fedsim.data.federation import ClientData
 
 
 @dataclass(frozen=True)
@@ -20,11 +27,11 @@ class FedLambdaConfig(FedAvgConfig):
         super().validate(prefix)
 
 
-def make_server(spec, settings):
+def make_server(spec: FederationSpec, settings: RunSettings) -> fedavg.FederatedClassifierServer:
     return fedavg.FederatedClassifierServer(spec, settings.seed)
 
 
-def make_client(data, spec, settings):
+def make_client(data: ClientData, spec: FederationSpec, settings: RunSettings) -> fedavg.FederatedClassifierClient:
     return fedavg.make_client(data, spec, settings, blend=True)
 
 

@@ -5,10 +5,17 @@ local objective.  The training is :mod:`fedsim.algorithms.fedavg`'s; only μ dif
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from fedsim.algorithms import fedavg
 from fedsim.algorithms.fedavg import FedAvgConfig
+from fedsim.algorithms.spec import FederationSpec
 from fedsim.validation import check, finite
+
+
+if TYPE_CHECKING:
+    from fedsim.algorithms.registry import RunSettings
+    from fedsim.data.federation import ClientData
 
 
 @dataclass(frozen=True)
@@ -24,11 +31,11 @@ class FedProxConfig(FedAvgConfig):
         check(self, prefix, [("mu", finite(self.mu) and self.mu >= 0, "a finite number >= 0")])
 
 
-def make_server(spec, settings):
+def make_server(spec: FederationSpec, settings: RunSettings) -> fedavg.FederatedClassifierServer:
     return fedavg.FederatedClassifierServer(spec, settings.seed)
 
 
-def make_client(data, spec, settings):
+def make_client(data: ClientData, spec: FederationSpec, settings: RunSettings) -> fedavg.FederatedClassifierClient:
     return fedavg.make_client(data, spec, settings, proximal_mu=settings.method.mu)
 
 

@@ -26,7 +26,7 @@ import copy
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, replace
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Generic, Mapping, Sequence, TypeVar
 
 import numpy as np
 import torch
@@ -48,6 +48,13 @@ from fedsim.privacy.plan import DPSGDPlan, plan_dp_sgd
 from fedsim.privacy.secure_noise import dp_noise, noise_source
 from fedsim.privacy.state import PrivacyState
 from fedsim.seeding import torch_generator
+
+if TYPE_CHECKING:
+    from fedsim.algorithms.registry import RunSettings
+    from fedsim.data.federation import ClientData
+
+ModelT = TypeVar("ModelT", bound=nn.Module)
+"""The whole model of a generative baseline (a CVAE, a CGAN)."""
 
 DIAGNOSTIC_RECORDS = 256
 
@@ -71,13 +78,13 @@ class SyntheticGenerator:
         return draws.numpy().astype(np.int64)
 
 
-class GenerativeClient(ABC):
+class GenerativeClient(ABC, Generic[ModelT]):
     """One client of a generative baseline (module docstring)."""
 
     tag = "generative"           # seed tag of the method
     shared_prefix = "decoder."   # parameters the server averages
 
-    def __init__(self, data, spec: FederationSpec, config: Any, privacy: PrivacyConfig,
+    def __init__(self, data: ClientData, spec: FederationSpec, config: Any, privacy: PrivacyConfig,
                  schedule: TrainingConfig, evaluation: EvaluationConfig, seed: int) -> None:
         self.client_id = data.client_id
         self.data, self.config, self.evaluation, self.seed = data, config, evaluation, seed
@@ -88,7 +95,7 @@ class GenerativeClient(ABC):
         self.u = scaler.to_model(torch.as_tensor(data.x_train, dtype=torch.float32))
         self.labels = torch.as_tensor(data.y_train, dtype=torch.long)
         self.onehot = nn.functional.one_hot(self.labels, spec.num_classes).float()
-        plan = plan_dp_sgd(len(self.u), schedule.batch_size, schedule.rounds, schedule.local_epochs,
+        plan = plan_dp_sgd(len(self.u), schedule.resolved_batch_size(), schedule.rounds, schedule.local_epochs,
                            privacy, 1.0 - privacy.stats_epsilon_fraction)
         # data-independent model randomness (reparameterisation noise, fake labels); with
         # seeded noise it is also the DP-SGD noise stream, so all draws keep one order
@@ -108,12 +115,12 @@ class GenerativeClient(ABC):
     # --- hooks ------------------------------------------------------------------------
     @staticmethod
     @abstractmethod
-    def build_model(spec: FederationSpec, config: Any) -> nn.Module:
+    def build_model(spec: FederationSpec, config: Any) -> ModelT:
         """The method's whole model (client and server build the same one)."""
 
     @staticmethod
     @abstractmethod
-    def generator_of(model: nn.Module) -> ConditionalGenerator:
+    def generator_of(model: ModelT) -> ConditionalGenerator:
         """The submodule the server averages and releases."""
 
     def trained_parameters(self) -> dict[str, nn.Parameter]:
@@ -138,7 +145,7 @@ class GenerativeClient(ABC):
         state = self.privacy_state
         if not state.private:
             return None, release_label_counts(self.labels, num_classes, 0.0, noise)
-        plan, privacy = state.plan, state.privacy
+        plan, privacy = state.sgd_plan(), state.privacy
         planned = [(plan.noise_multiplier, plan.sample_rate, plan.total_steps)]
         sigma = calibrate_release_noise(planned, privacy.epsilon, privacy.delta, privacy.accountant)
         counts = release_label_counts(self.labels, num_classes, sigma, noise)
@@ -164,12 +171,12 @@ class GenerativeClient(ABC):
         return slice(0, min(DIAGNOSTIC_RECORDS, len(self.u)))
 
     # --- checkpoints --------------------------------------------------------------------
-    def state_dict(self) -> dict:
+    def state_dict(self) -> dict[str, Any]:
         return {"model": self.model.state_dict(), "optimizers": self.optimizer_states(),
                 "privacy_state": self.privacy_state.state_dict(), "rng": self.rng.get_state(),
                 "label_counts": self.label_counts, "label_noise_multiplier": self.label_noise_multiplier}
 
-    def load_state_dict(self, state: dict) -> None:
+    def load_state_dict(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
         self.load_optimizer_states(state["optimizers"])
         self.privacy_state.load_state_dict(state["privacy_state"])
@@ -177,17 +184,17 @@ class GenerativeClient(ABC):
         self.label_counts = state["label_counts"]
         self.label_noise_multiplier = state["label_noise_multiplier"]
 
-    def optimizer_states(self) -> list[dict]:
+    def optimizer_states(self) -> list[dict[str, Any]]:
         return [self.trainer.optimizer.state_dict()]
 
-    def load_optimizer_states(self, states: list[dict]) -> None:
+    def load_optimizer_states(self, states: list[dict[str, Any]]) -> None:
         self.trainer.optimizer.load_state_dict(states[0])
 
 
 class GenerativeServer(SharedStateServer):
     """Holds the shared generator; averages the clients' generators (Eq. 10 with η = 1)."""
 
-    def __init__(self, spec: FederationSpec, client_class: type[GenerativeClient], config: Any,
+    def __init__(self, spec: FederationSpec, client_class: type[GenerativeClient[Any]], config: Any,
                  seed: int) -> None:
         self.spec, self.client_class = spec, client_class
         with seeded(seed, client_class.tag, "server"):
@@ -208,15 +215,17 @@ class GenerativeServer(SharedStateServer):
         return SyntheticGenerator(copy.deepcopy(module).eval(), label_distribution(counts))
 
 
-def module_functions(client_class: type[GenerativeClient]):
+def module_functions(client_class: type[GenerativeClient[Any]]) -> tuple[
+        Callable[[FederationSpec, RunSettings], GenerativeServer],
+        Callable[[ClientData, FederationSpec, RunSettings], GenerativeClient[Any]]]:
     """``make_server`` and ``make_client`` of the registry's module interface for a
     generative baseline whose client is ``client_class`` (its constructor takes
     ``(data, spec, method, privacy, schedule, evaluation, seed)``)."""
 
-    def make_server(spec, settings) -> GenerativeServer:
+    def make_server(spec: FederationSpec, settings: RunSettings) -> GenerativeServer:
         return GenerativeServer(spec, client_class, settings.method, settings.seed)
 
-    def make_client(data, spec, settings) -> GenerativeClient:
+    def make_client(data: ClientData, spec: FederationSpec, settings: RunSettings) -> GenerativeClient[Any]:
         return client_class(data, spec, settings.method, settings.privacy, settings.training,
                             settings.evaluation, settings.seed)
 

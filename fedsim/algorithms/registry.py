@@ -60,7 +60,8 @@ class MethodRecord:
     def config_type(self) -> type:
         """Its options dataclass."""
         module, name = self.config.split(":")
-        return getattr(importlib.import_module(module), name)
+        config_type: type = getattr(importlib.import_module(module), name)
+        return config_type
 
     def implementation(self) -> ModuleType:
         """Its module (``make_server``, ``make_client``, ``synthetic_set``)."""
@@ -107,7 +108,7 @@ DEFAULT_METHOD = "fedhypevae"
 
 def _paper_methods() -> tuple[str, ...]:
     return tuple(record.name for record in sorted((r for r in METHODS if r.table_row is not None),
-                                                  key=lambda r: r.table_row))
+                                                  key=lambda r: r.table_row or 0))
 
 
 PAPER_METHODS: tuple[str, ...] = _paper_methods()

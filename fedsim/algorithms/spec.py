@@ -41,3 +41,10 @@ class TrainingConfig:
             ("client_fraction", 0 < self.client_fraction <= 1, "a number in (0, 1]"),
             ("synthetic_size", self.synthetic_size >= 0, "an integer >= 0 (0 = the total train size)"),
         ])
+
+    def resolved_batch_size(self) -> int:
+        """``batch_size`` as clients see it: always a number, resolved by
+        :class:`fedsim.algorithms.registry.RunSettings` from the method's record."""
+        if self.batch_size is None:
+            raise ValueError("batch_size is unresolved: clients take their schedule from RunSettings")
+        return self.batch_size

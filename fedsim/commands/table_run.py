@@ -19,7 +19,7 @@ import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from tqdm import tqdm
 
@@ -27,6 +27,7 @@ from fedsim.algorithms.registry import method
 from fedsim.commands.resume import results_config
 from fedsim.commands.train import TrainCommand
 from fedsim.commands.training_run import run_configuration
+from fedsim.data.federation import PartitionScheme
 from fedsim.errors import UserError
 from fedsim.evaluation.fidelity import fidelity, held_out_real
 from fedsim.evaluation.report import write_reports
@@ -62,7 +63,7 @@ class Configuration:
 
     key: str
     label: str
-    partition: str
+    partition: PartitionScheme
     alpha: float | None = None
 
 
@@ -176,7 +177,8 @@ def run_table(table) -> dict:
         records[planned.filename] = record
         bar.update(1)
     bar.close()
-    summary = write_reports([records[run.filename] for run in runs], out, _settings(table))
+    finished = cast("list[dict]", [records[run.filename] for run in runs])  # every run has its record now
+    summary = write_reports(finished, out, _settings(table))
     print((out / "table.md").read_text(encoding="utf-8").split("\n## ")[0])
     print(f"wrote {out / 'table.md'}, table.csv, summary.csv, clients.parquet, table.png", file=sys.stderr)
     return {"ran": len(todo), "reused": len(runs) - len(todo), "summary": summary, "out": out}

@@ -15,10 +15,11 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 
+from fedsim.algorithms.base import Server
 from fedsim.algorithms.registry import RunSettings, method
 from fedsim.algorithms.spec import FederationSpec
 from fedsim.callbacks import CheckpointCallback, ProgressBar, RunCallback
@@ -30,7 +31,7 @@ from fedsim.outputs import config_dict, write_frame, write_json, write_synthetic
 from fedsim.privacy.secure_noise import REPRODUCIBLE_NOISE_NOTE
 from fedsim.privacy.ledger import format_ledger, ledger_note, ledger_to_json
 from fedsim.seeding import torch_generator
-from fedsim.simulation import LocalClientPool, RunResult, resume_run, run_federation
+from fedsim.simulation import ClientPool, LocalClientPool, RunResult, resume_run, run_federation
 
 
 def validate(command) -> None:
@@ -68,6 +69,8 @@ def simulate(command, prepared: Prepared, callbacks: Sequence[RunCallback] = (),
     the release, the finalisation and the per-client evaluation (module docstring).
     With ``run_dir``, checkpoints go there every ``--checkpoint-every`` rounds, and
     ``--resume`` starts from its latest one."""
+    server: Server
+    pool: ClientPool
     if command.backend == "ray":
         from actors.driver import ray_federation  # the Ray runtime lives outside fedsim, imported only when used
 
@@ -157,7 +160,7 @@ def write_outputs(command, federation, spec, module, result: RunResult, out) -> 
                          "epsilon_max": ledger["epsilon_max"], "note": ledger["note"],
                          "noise": ledger["noise"]})
 
-    summary = summarize(rows)
+    summary: dict[str, Any] = dict(summarize(rows))
     summary.update({
         "algorithm": command.algorithm,
         "epsilon_max": ledger["epsilon_max"],

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, Sequence
 
 import numpy as np
 
@@ -39,6 +39,8 @@ if TYPE_CHECKING:
 
 SPLITS = ("train", "val", "test")
 HEAT = " .:-=+*#%@"
+PartitionScheme = Literal["iid", "dirichlet", "site"]
+"""How records are shared among clients (``--data.partition``)."""
 
 
 @dataclass(frozen=True)
@@ -47,7 +49,7 @@ class DataConfig:
 
     dataset: str = "synthetic"
     """Built-in dataset (synthetic, synthetic-organs, digits, breast-cancer) or path to a .parquet/.npz embedding file."""
-    partition: Literal["iid", "dirichlet", "site"] = "dirichlet"
+    partition: PartitionScheme = "dirichlet"
     """How records are shared among clients: iid, dirichlet (label skew with --data.alpha), or site (one client per value of the file's site column)."""
     alpha: float = 0.3
     """Dirichlet concentration α of the label skew: small = few classes per client, large = IID-like."""
@@ -150,7 +152,10 @@ def build_federation(dataset: EmbeddingDataset, cfg: DataConfig, seed: int) -> F
     parts = partition(
         dataset.y, dataset.site, cfg.partition, cfg.num_clients, cfg.alpha, cfg.min_samples, data_seed
     )
-    sites = site_names(dataset.site) if cfg.partition == "site" else [None] * len(parts)
+    sites: Sequence[str | None] = [None] * len(parts)
+    if cfg.partition == "site":
+        assert dataset.site is not None  # partition() refused a site partition without sites
+        sites = site_names(dataset.site)
     k = dataset.num_classes
     raw = []
     for i, (index, site) in enumerate(zip(parts, sites)):
@@ -221,7 +226,7 @@ def partition_summary(federation: Federation) -> str:
     """Per-client split sizes, per-class record counts and a text heat map of the label mix."""
     k = federation.num_classes
     show_counts = k <= 20
-    totals = [sum(c.class_counts(s) for s in SPLITS) for c in federation.clients]
+    totals = [sum((c.class_counts(s) for s in SPLITS), np.zeros(k, dtype=np.int64)) for c in federation.clients]
     width = max(4, len(str(max(int(t.max()) for t in totals)))) if totals else 4
     site_w = max([4] + [len(c.site) for c in federation.clients if c.site])
     head = f"{'client':>6} {'site':<{site_w}} {'train':>6} {'val':>5} {'test':>5}"

@@ -14,7 +14,7 @@ Standard deviations are population ones (ddof = 0), like
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -34,7 +34,7 @@ def per_seed(clients: pd.DataFrame, keys: Sequence[str], scores: Sequence[str] =
 def across_seeds(seeds: pd.DataFrame, keys: Sequence[str], scores: Sequence[str] = SCORES) -> pd.DataFrame:
     """The three columns per score of the module docstring, per ``keys``."""
     grouped = seeds.groupby(list(keys), sort=False)
-    columns = {}
+    columns: dict[str, tuple[str, str | Callable[[np.ndarray], float]]] = {}
     for s in scores:
         columns[f"{s}_mean"] = (f"{s}_mean", "mean")
         columns[f"{s}_std_clients"] = (f"{s}_std", "mean")

@@ -42,7 +42,8 @@ def blend_evaluation(client_id: int, y_val: np.ndarray, y_test: np.ndarray,
                      probes: dict[str, str] | None = None) -> ClientEvaluation:
     """Evaluate ``p_λ`` on the validation and test splits for every λ (``probes`` names
     the chosen probes, for the record)."""
-    val_acc, test = [], {"acc": [], "bacc": [], "f1": []}
+    val_acc: list[float] = []
+    test: dict[str, list[float]] = {"acc": [], "bacc": [], "f1": []}
     for lam in lambdas:
         val_acc.append(classification_metrics(y_val, lam * local_val + (1 - lam) * global_val)["acc"])
         scores = classification_metrics(y_test, lam * local_test + (1 - lam) * global_test)

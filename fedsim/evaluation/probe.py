@@ -40,12 +40,16 @@ client's real validation split in the same way.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
 from fedsim.evaluation.classifier import LinearProbeConfig, predict_proba, train_linear
+
+if TYPE_CHECKING:
+    from torch import nn
 
 Probabilities = Callable[[np.ndarray], np.ndarray]
 
@@ -162,11 +166,12 @@ def fit_probe(x: np.ndarray, y: np.ndarray, num_classes: int, x_val: np.ndarray,
     """The probe of ``config.preset`` trained on ``(x, y)``; ``tuned`` chooses among its
     candidates on ``(x_val, y_val)`` by the module's one-standard-error rule.  ``seed``
     and ``tags`` seed the reference probe (as :func:`train_linear`)."""
-    models, candidates = {}, []
+    models: dict[str, nn.Linear | LogisticProbe] = {}
+    candidates: list[tuple[str, Probabilities]] = []
     if config.preset == "reference" or config.include_reference:
         reference = train_linear(x, y, num_classes, config, seed, *tags)
         models["reference"] = reference
-        candidates.append(("reference", lambda features, model=reference: predict_proba(model, features)))
+        candidates.append(("reference", functools.partial(predict_proba, reference)))
     if config.preset == "reference":
         return FittedProbe("reference", candidates[0][1], ("reference",), (), models)
     previous = None

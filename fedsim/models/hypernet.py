@@ -13,6 +13,8 @@ modulated weights are never materialised.
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 from torch import Tensor, nn
 
@@ -28,8 +30,9 @@ class HyperDecoder(nn.Module):
                  output_dim: int, hyper_hidden: int) -> None:
         super().__init__()
         sizes = [latent_dim + num_classes, *hidden, output_dim]
-        self.base = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
-        self.rows = [layer.out_features for layer in self.base]
+        linears = [nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:])]
+        self.base = nn.ModuleList(linears)
+        self.rows = [layer.out_features for layer in linears]
         self.h_theta = mlp([code_dim, hyper_hidden, hyper_hidden], final_activation=True)
         self.head = nn.Linear(hyper_hidden, 2 * sum(self.rows))
         nn.init.normal_(self.head.weight, std=1e-3)
@@ -45,7 +48,8 @@ class HyperDecoder(nn.Module):
         """Decoder mean ``x̂(z, y)`` with the generated weights ``W_ℓ(v), b_ℓ(v)``."""
         hidden = torch.cat([z, onehot], dim=-1)
         last = len(self.base) - 1
-        for index, (layer, (scale, shift)) in enumerate(zip(self.base, modulation)):
+        for index, (module, (scale, shift)) in enumerate(zip(self.base, modulation)):
+            layer = cast(nn.Linear, module)  # self.base holds nn.Linear layers only
             hidden = scale * (hidden @ layer.weight.T) + layer.bias + shift
             if index < last:
                 hidden = torch.relu(hidden)

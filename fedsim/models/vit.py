@@ -198,7 +198,8 @@ class DinoVisionTransformer(nn.Module):
         for module in self.modules():
             if isinstance(module, (nn.Linear, nn.Conv2d)):
                 nn.init.trunc_normal_(module.weight, std=0.02, generator=generator)
-                nn.init.zeros_(module.bias)
+                if module.bias is not None:  # every Linear and Conv2d of the ViT has one
+                    nn.init.zeros_(module.bias)
             elif isinstance(module, nn.LayerNorm):
                 nn.init.ones_(module.weight)
                 nn.init.zeros_(module.bias)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from fedsim.privacy.opacus_epsilon import prv_epsilon, rdp_epsilon
 
@@ -47,7 +47,7 @@ def epsilon_of_history(
     return prv_epsilon(entries, delta)
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> Any:
     """``calibrate_noise`` / ``calibrate_release_noise`` from their own module (lazy:
     :mod:`fedsim.privacy.calibration` imports this one)."""
     if name in ("calibrate_noise", "calibrate_release_noise"):
@@ -116,16 +116,16 @@ class ClientAccountant:
         """ε of the one-off releases alone (statistics, label counts)."""
         return self.epsilon(self._entries("release"))
 
-    def state_dict(self) -> dict:
+    def state_dict(self) -> dict[str, Any]:
         return {"accountant": self.accountant, "delta": self.delta,
                 "history": [list(entry) for entry in self.history], "kinds": list(self.kinds)}
 
     @classmethod
-    def from_state_dict(cls, state: dict) -> "ClientAccountant":
+    def from_state_dict(cls, state: dict[str, Any]) -> "ClientAccountant":
         return cls(state["accountant"], state["delta"],
                    [(float(s), float(q), int(t)) for s, q, t in state["history"]],
                    list(state.get("kinds", [])))
 
 
-def _inferred_kind(sample_rate: float) -> str:
+def _inferred_kind(sample_rate: float) -> MechanismKind:
     return "release" if sample_rate >= 1.0 else "dp-sgd"

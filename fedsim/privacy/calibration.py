@@ -47,7 +47,7 @@ import os
 import time
 import warnings
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import opacus
 
@@ -67,9 +67,9 @@ WRITE_INTERVAL_S = 1.0
 """New records are written to the cache file at most this often (and at exit)."""
 
 _memory: dict[str, float] = {}
-_disk: dict[str, dict] | None = None
+_disk: dict[str, dict[str, Any]] | None = None
 _disk_path: Path | None = None
-_pending: dict[Path, dict[str, dict]] = {}
+_pending: dict[Path, dict[str, dict[str, Any]]] = {}
 _last_write = -math.inf
 evaluations = 0
 """Number of accountant evaluations made by calibrations in this process (for tests and benchmarks)."""
@@ -188,7 +188,9 @@ class _MonotoneEpsilon:
 
 def _opacus_bisection(curve: _MonotoneEpsilon, target: float) -> float:
     """``opacus.accountants.utils.get_noise_multiplier``'s search, step for step."""
-    sigma_low, sigma_high = 0, 10
+    sigma_low: float
+    sigma_high: float
+    sigma_low, sigma_high = 0, 10  # ints, as in Opacus
     while True:
         sigma_high = 2 * sigma_high
         if sigma_high > OPACUS_MAX_SIGMA:
@@ -282,7 +284,7 @@ def _bracket_root(curve: _MonotoneEpsilon, level: float, guess: float, base: flo
 
 
 # --- caching ---------------------------------------------------------------------------
-def _cached(inputs: dict, search: Callable[[], float]) -> float:
+def _cached(inputs: dict[str, Any], search: Callable[[], float]) -> float:
     key = json.dumps(inputs, sort_keys=True)
     if key in _memory:
         return _memory[key]
@@ -296,11 +298,11 @@ def _cached(inputs: dict, search: Callable[[], float]) -> float:
     return sigma
 
 
-def _header() -> dict:
+def _header() -> dict[str, Any]:
     return {"format": CACHE_FORMAT, "opacus": opacus.__version__}
 
 
-def _read_file(path: Path) -> dict[str, dict]:
+def _read_file(path: Path) -> dict[str, dict[str, Any]]:
     """Records of the cache file, keyed by their own inputs; {} (with a warning) when
     the file is unreadable, malformed or of another version."""
     if not path.exists():
@@ -322,7 +324,7 @@ def _read_file(path: Path) -> dict[str, dict]:
         return {}
 
 
-def _disk_records() -> dict[str, dict]:
+def _disk_records() -> dict[str, dict[str, Any]]:
     """The records of the current cache file (read once per path)."""
     global _disk, _disk_path
     path = cache_path()
@@ -331,7 +333,7 @@ def _disk_records() -> dict[str, dict]:
     return _disk
 
 
-def _store(key: str, inputs: dict, sigma: float) -> None:
+def _store(key: str, inputs: dict[str, Any], sigma: float) -> None:
     """Keep one new record and write the file, at most once per ``WRITE_INTERVAL_S``
     (and at exit, or on :func:`flush`): a federation of thousands of clients does not
     rewrite the file thousands of times."""

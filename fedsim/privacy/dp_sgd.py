@@ -37,7 +37,7 @@ def per_sample_gradients(
     record_loss: RecordLoss,
     params: Mapping[str, Tensor],
     records: tuple[Tensor, ...],
-    shared: tuple = (),
+    shared: tuple[Tensor, ...] = (),
 ) -> Params:
     """``∇_params record_loss(params, *record_j, *shared)`` for every record ``j``.
 
@@ -46,13 +46,15 @@ def per_sample_gradients(
     ``(num_records, *param.shape)`` per parameter."""
     in_dims = (None,) + (0,) * len(records) + (None,) * len(shared)
     per_record = vmap(grad(record_loss), in_dims=in_dims, randomness="different")
-    return per_record(dict(params), *records, *shared)
+    gradients: Params = per_record(dict(params), *records, *shared)
+    return gradients
 
 
 def per_sample_norms(grads: Mapping[str, Tensor]) -> Tensor:
     """Joint L2 norm of each record's gradient over all parameters, shape ``(B,)``."""
     norms = [torch.linalg.vector_norm(g.reshape(g.shape[0], -1), dim=1) for g in grads.values()]
-    return torch.linalg.vector_norm(torch.stack(norms, dim=0), dim=0)
+    joint: Tensor = torch.linalg.vector_norm(torch.stack(norms, dim=0), dim=0)
+    return joint
 
 
 def clip_factors(norms: Tensor, clip_norm: float) -> Tensor:
@@ -86,7 +88,7 @@ def mean_gradient(
     record_loss: RecordLoss,
     params: Mapping[str, Tensor],
     records: tuple[Tensor, ...],
-    shared: tuple = (),
+    shared: tuple[Tensor, ...] = (),
 ) -> Params:
     """Non-private gradient of the batch mean loss (used when ε = ∞, and for the
     local state in the ``paper`` privacy mode)."""
@@ -98,4 +100,5 @@ def mean_gradient(
     def batch_loss(p: Params) -> Tensor:
         return vmap(record_loss, in_dims=in_dims, randomness="different")(p, *records, *shared).mean()
 
-    return grad(batch_loss)(dict(params))
+    gradient: Params = grad(batch_loss)(dict(params))
+    return gradient

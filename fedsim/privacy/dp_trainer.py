@@ -72,8 +72,7 @@ class DPTrainer:
     def __init__(self, parameters: Mapping[str, nn.Parameter], clipped_sum: ClippedSum,
                  optimizer: torch.optim.Optimizer, privacy_state: PrivacyState,
                  outside_dp: ParameterGroup | None = None) -> None:
-        if privacy_state.plan is None:
-            raise ValueError("DP-SGD needs a plan (sample rate, noise multiplier, steps per epoch)")
+        privacy_state.sgd_plan()  # ValueError without a plan
         self.parameters = dict(parameters)
         self.clipped_sum = clipped_sum
         self.optimizer = optimizer
@@ -84,13 +83,13 @@ class DPTrainer:
 
     def sample_batch(self) -> Tensor:
         """Indices of one Poisson batch of rate q (sorted; may be empty)."""
-        plan = self.privacy_state.plan
+        plan = self.privacy_state.sgd_plan()
         return self.privacy_state.noise.poisson_batch(plan.num_records, plan.sample_rate)
 
     def gradient(self, batch: RecordBatch) -> Params:
         """The privatized (ε = ∞: plain mean) gradient of the DP group, the plain mean
         gradient of the ``outside_dp`` group, and the step's accountant entry."""
-        state, plan = self.privacy_state, self.privacy_state.plan
+        state, plan = self.privacy_state, self.privacy_state.sgd_plan()
         empty = batch.size == 0
         if state.private:
             clip_norm = state.privacy.clip_norm

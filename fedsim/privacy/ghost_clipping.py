@@ -39,7 +39,8 @@ def _trained_linears(model: nn.Module, parameters: Mapping[str, nn.Parameter]) -
     """``(layer, weight trained, bias trained)`` for every linear layer holding a trained
     parameter; ValueError when a trained parameter lives elsewhere."""
     trained = {id(p) for p in parameters.values()}
-    layers, covered = [], set()
+    layers: list[tuple[nn.Linear, bool, bool]] = []
+    covered: set[int] = set()
     for module in model.modules():
         if isinstance(module, nn.modules.batchnorm._BatchNorm):
             raise ValueError("ghost clipping needs records to be independent; the model has batch norm")
@@ -62,7 +63,7 @@ def linear_clipped_sum(model: nn.Module, parameters: Mapping[str, nn.Parameter],
     layers = _trained_linears(model, parameters)
     captured: dict[nn.Linear, list[tuple[Tensor, Tensor]]] = {layer: [] for layer, _, _ in layers}
 
-    def capture(layer, inputs, output):
+    def capture(layer: nn.Linear, inputs: tuple[Tensor, ...], output: Tensor) -> None:
         captured[layer].append((inputs[0].detach(), output))
 
     handles = [layer.register_forward_hook(capture) for layer, _, _ in layers]

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # annotations only: reading a ledger needs no accountant
     from fedsim.privacy.state import PrivacyState
@@ -71,13 +71,13 @@ def ledger_noise(records: list[ClientPrivacyRecord]) -> str:
     return " / ".join(sorted({r.noise for r in records}))
 
 
-def _json_number(value):
+def _json_number(value: object) -> object:
     if isinstance(value, float) and math.isinf(value):
         return "inf"
     return value
 
 
-def ledger_to_json(records: list[ClientPrivacyRecord]) -> dict:
+def ledger_to_json(records: list[ClientPrivacyRecord]) -> dict[str, Any]:
     """The JSON document written to ``privacy.json``."""
     rows = []
     for record in records:
@@ -100,7 +100,7 @@ def format_ledger(records: list[ClientPrivacyRecord]) -> str:
               f"{'C':>5} {'eps_sgd':>8} {'sigma_st':>8} {'eps_st':>7} {'eps':>7} {'delta':>8}")
     lines = [header, "-" * len(header)]
 
-    def num(value, width, digits=3):
+    def num(value: float | None, width: int, digits: int = 3) -> str:
         if value is None:
             return f"{'-':>{width}}"
         if isinstance(value, float) and math.isinf(value):

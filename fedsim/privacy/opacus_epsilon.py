@@ -87,7 +87,8 @@ class _OneStepRDP:
                 self.values[missing] = rdp_analysis.compute_rdp(
                     q=q, noise_multiplier=sigma, steps=1, orders=ORDERS[missing])
                 self.known[missing] = True
-        return self.values[indices]
+        values: np.ndarray = self.values[indices]
+        return values
 
 
 @functools.lru_cache(maxsize=None)
@@ -117,7 +118,7 @@ def _one_step(noise_multiplier: float, sample_rate: float) -> _OneStepRDP:
 
 def _composed_rdp(entries: list[Entry], indices: np.ndarray) -> np.ndarray:
     """Σ_entries steps · RDP_entry(α) at the given orders, summed in Opacus' order."""
-    total = 0
+    total: np.ndarray = np.zeros(len(indices))  # 0.0 + x is x: the sum of the entries
     for sigma, q, steps in entries:
         total = total + _one_step(float(sigma), float(q)).at(indices) * int(steps)
     return total
@@ -146,7 +147,7 @@ def rdp_epsilon(entries: list[Entry], delta: float) -> float:
     return float(eps[np.nanargmin(eps)])
 
 
-class _TruncatedPRV(TruncatedPrivacyRandomVariable):
+class _TruncatedPRV(TruncatedPrivacyRandomVariable):  # type: ignore[misc]  # opacus ships no type information
     """Opacus' truncated PRV with ``cdf(t_min)`` of the untruncated PRV computed once
     instead of at every point the mean's quadrature visits (same value, same bits)."""
 
@@ -154,7 +155,7 @@ class _TruncatedPRV(TruncatedPrivacyRandomVariable):
         super().__init__(prv, t_min, t_max)
         self._cdf_at_t_min = self._prv.cdf(self.t_min)
 
-    def cdf(self, t):
+    def cdf(self, t: np.ndarray) -> np.ndarray:
         return np.where(
             t < self.t_min,
             0.0,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from typing import Any
 
 from fedsim.privacy.calibration import calibrate_noise
 from fedsim.privacy.config import PrivacyConfig
@@ -28,7 +29,7 @@ class DPSGDPlan:
     noise_multiplier: float
     target_epsilon: float
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 

@@ -24,6 +24,8 @@ Recovery touches the client's privacy state only
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from fedsim.algorithms.base import Client
@@ -32,7 +34,7 @@ from fedsim.privacy.dp_trainer import record_dp_sgd_steps
 from fedsim.seeding import torch_generator
 
 
-def recover_client(client: Client, confirmed: dict | None, unconfirmed_rounds: int, seed: int,
+def recover_client(client: Client, confirmed: dict[str, Any] | None, unconfirmed_rounds: int, seed: int,
                    round_index: int, restart: int) -> None:
     """Fix a client just restored from a checkpoint after its worker died (module docstring).
 

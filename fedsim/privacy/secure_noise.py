@@ -48,7 +48,7 @@ from __future__ import annotations
 
 import math
 import os
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -124,7 +124,7 @@ class SecureNoise:
         mask = secure_uniform(num_records) < sample_rate
         return torch.nonzero(mask, as_tuple=False).flatten()
 
-    def gaussian(self, shape: tuple[int, ...], std: float, dtype: torch.dtype = torch.float32) -> Tensor:
+    def gaussian(self, shape: Sequence[int], std: float, dtype: torch.dtype = torch.float32) -> Tensor:
         """``N(0, std²)`` noise of ``shape`` (CPU tensor of ``dtype``), generated in float64
         and cast; ``std = 0`` returns zeros without drawing."""
         if not std >= 0.0 or math.isinf(std):
@@ -134,11 +134,11 @@ class SecureNoise:
             return torch.zeros(shape, dtype=dtype)
         return secure_gaussian(math.prod(shape)).mul_(std).view(shape).to(dtype)
 
-    def state_dict(self) -> dict:
+    def state_dict(self) -> dict[str, Any]:
         """Only the kind of source: the noise itself is never persisted."""
         return {"kind": self.kind}
 
-    def load_state_dict(self, state: dict) -> None:
+    def load_state_dict(self, state: dict[str, Any]) -> None:
         """Accept the state of a secure source (nothing to restore); refuse another kind,
         which would mean a checkpoint of a different noise configuration."""
         if state.get("kind") != self.kind:
@@ -147,10 +147,10 @@ class SecureNoise:
     def reseed(self, entropy: int) -> None:
         """No-op: there is no seed (a restarted worker's draws are fresh anyway)."""
 
-    def __getstate__(self) -> dict:
+    def __getstate__(self) -> dict[str, Any]:
         return {}
 
-    def __setstate__(self, state: dict) -> None:
+    def __setstate__(self, state: dict[str, Any]) -> None:
         pass
 
     def __repr__(self) -> str:
@@ -200,7 +200,7 @@ def _benchmark(repeats: int = 20) -> dict[str, float]:
 
     source = SecureNoise()
 
-    def median_ms(call) -> float:
+    def median_ms(call: Callable[[], object]) -> float:
         times = []
         for _ in range(repeats):
             start = time.perf_counter()

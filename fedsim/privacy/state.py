@@ -52,6 +52,12 @@ class PrivacyState:
         """The state of a client that has run nothing yet (an empty accountant)."""
         return cls(privacy, plan, ClientAccountant(privacy.accountant, privacy.delta), local_epochs, noise)
 
+    def sgd_plan(self) -> DPSGDPlan:
+        """The DP-SGD plan; ValueError for a client without DP-SGD."""
+        if self.plan is None:
+            raise ValueError("DP-SGD needs a plan (sample rate, noise multiplier, steps per epoch)")
+        return self.plan
+
     @property
     def private(self) -> bool:
         """False when ε = ∞ (no clipping, no noise; ε reads ∞)."""

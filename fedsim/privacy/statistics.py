@@ -46,7 +46,8 @@ class ClassStatistics:
 def clip_rows(x: Tensor, max_norm: float) -> Tensor:
     """Scale each row of ``x`` to L2 norm at most ``max_norm``."""
     norms = x.norm(dim=1, keepdim=True).clamp_min(1e-12)
-    return x * (max_norm / norms).clamp(max=1.0)
+    clipped: Tensor = x * (max_norm / norms).clamp(max=1.0)
+    return clipped
 
 
 def class_statistics(x: Tensor, labels: Tensor, num_classes: int, clip_norm: float,

@@ -1,22 +1,35 @@
 """FedHypeVAE (Gupta, Jangid, Sethi): hypernetwork-generated conditional VAEs trained
 federatedly under DP-SGD, aligned with MMD, condensed into a meta-code."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
 from fedsim.algorithms.fedhypevae.client import FedHypeVAEClient
 from fedsim.algorithms.fedhypevae.config import FedHypeVAEConfig
 from fedsim.algorithms.fedhypevae.server import FedHypeVAEServer
 from fedsim.algorithms.fedhypevae.synthesis import GeneratorArtifact, synthesize
+from fedsim.algorithms.spec import FederationSpec
+
+if TYPE_CHECKING:
+    from fedsim.algorithms.registry import RunSettings
+    from fedsim.data.federation import ClientData
 
 
-def make_server(spec, settings):
+def make_server(spec: FederationSpec, settings: RunSettings) -> FedHypeVAEServer:
     return FedHypeVAEServer(spec, settings.method, settings.seed)
 
 
-def make_client(data, spec, settings):
+def make_client(data: ClientData, spec: FederationSpec, settings: RunSettings) -> FedHypeVAEClient:
     return FedHypeVAEClient(data, spec, settings.method, settings.privacy, settings.training,
                             settings.evaluation, settings.seed)
 
 
-def synthetic_set(artifact: GeneratorArtifact, size: int, generator):
+def synthetic_set(artifact: GeneratorArtifact, size: int,
+                  generator: torch.Generator) -> tuple[np.ndarray, np.ndarray]:
     return synthesize(artifact, size, generator)
 
 

@@ -7,7 +7,7 @@ its privacy state (accountant, noise); none of them ever leaves the object (only
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 import torch
@@ -34,13 +34,16 @@ from fedsim.privacy.state import PrivacyState
 from fedsim.privacy.statistics import ClassStatistics, release_class_statistics
 from fedsim.seeding import torch_generator
 
+if TYPE_CHECKING:
+    from fedsim.data.federation import ClientData
+
 DIAGNOSTIC_RECORDS = 256
 
 
 class FedHypeVAEClient:
     """One client of FedHypeVAE (see module docstring)."""
 
-    def __init__(self, data, spec: FederationSpec, config: FedHypeVAEConfig, privacy: PrivacyConfig,
+    def __init__(self, data: ClientData, spec: FederationSpec, config: FedHypeVAEConfig, privacy: PrivacyConfig,
                  schedule: TrainingConfig, evaluation: EvaluationConfig, seed: int) -> None:
         self.client_id = data.client_id
         self.data = data
@@ -51,7 +54,7 @@ class FedHypeVAEClient:
         self.x = torch.as_tensor(data.x_train, dtype=torch.float32)
         self.onehot = torch.nn.functional.one_hot(
             torch.as_tensor(data.y_train, dtype=torch.long), spec.num_classes).float()
-        plan = plan_dp_sgd(len(self.x), schedule.batch_size, schedule.rounds, schedule.local_epochs, privacy,
+        plan = plan_dp_sgd(len(self.x), schedule.resolved_batch_size(), schedule.rounds, schedule.local_epochs, privacy,
                            1.0 - privacy.stats_epsilon_fraction)
         # data-independent model randomness (ε_z, MMD noise); with seeded noise it is also
         # the DP-SGD noise stream, so all draws keep one order
@@ -87,12 +90,16 @@ class FedHypeVAEClient:
         ``with_mmd=False``: the ELBO alone (λ_MMD = 0)."""
         model, fixed = self.model, dict(fixed or {})
 
-        def record_loss(p, x, onehot, eps_z, mmd_noise):
+        def record_loss(p: dict[str, Tensor], x: Tensor, onehot: Tensor, eps_z: Tensor,
+                        mmd_noise: Tensor) -> Tensor:
             constants = {name: value.detach() for name, value in fixed.items()}
+            loss: Tensor
             if with_mmd:
-                return functional_call(model, {**constants, **p}, (x, onehot, eps_z, mmd_noise))
+                loss = functional_call(model, {**constants, **p}, (x, onehot, eps_z, mmd_noise))
+                return loss
             with _without_mmd(model):
-                return functional_call(model, {**constants, **p}, (x, onehot, eps_z, mmd_noise))
+                loss = functional_call(model, {**constants, **p}, (x, onehot, eps_z, mmd_noise))
+                return loss
         return record_loss
 
     # --- one round ----------------------------------------------------------------
@@ -152,12 +159,12 @@ class FedHypeVAEClient:
                               self.stats_clip_norm)
 
     # --- checkpoints ----------------------------------------------------------------
-    def state_dict(self) -> dict:
+    def state_dict(self) -> dict[str, Any]:
         return {"model": self.model.state_dict(), "optimizer": self.trainer.optimizer.state_dict(),
                 "privacy_state": self.privacy_state.state_dict(), "rng": self.rng.get_state(),
                 "stats_noise_multiplier": self.stats_noise_multiplier}
 
-    def load_state_dict(self, state: dict) -> None:
+    def load_state_dict(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
         self.trainer.optimizer.load_state_dict(state["optimizer"])
         self.privacy_state.load_state_dict(state["privacy_state"])
@@ -171,9 +178,9 @@ class _without_mmd:
     def __init__(self, model: FedHypeVAEModel) -> None:
         self.model = model
 
-    def __enter__(self):
+    def __enter__(self) -> None:
         self.saved = self.model.config
         self.model.config = replace(self.saved, lambda_mmd=0.0)
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.model.config = self.saved

@@ -15,7 +15,7 @@ from torch import Tensor
 
 from fedsim.algorithms.fedhypevae.config import FedHypeVAEConfig
 from fedsim.models.fedhypevae import FedHypeVAEModel
-from fedsim.models.hypernet import mix_modulations
+from fedsim.models.hypernet import Modulation, mix_modulations
 from fedsim.models.init import seeded
 
 
@@ -59,7 +59,7 @@ class GeneratorArtifact:
         return draws.numpy().astype(np.int64)
 
 
-def mixed_generation(model: FedHypeVAEModel, codes: Tensor, weights: Tensor):
+def mixed_generation(model: FedHypeVAEModel, codes: Tensor, weights: Tensor) -> tuple[Modulation, Tensor]:
     """Eq. 13: ``θ_mix = Σ π_k h_θ(v_k)``, ``ω_mix = Σ π_k h_ω(v_k)`` (K = 1: Eq. 12)."""
     parts = [model.generated(code) for code in codes]
     modulation = mix_modulations([m for m, _ in parts], weights)
