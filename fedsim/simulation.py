@@ -14,7 +14,7 @@ calls :func:`run_federation` with the round and the result it returns.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, Sequence
 
@@ -25,6 +25,7 @@ from fedsim.algorithms.registry import RunSettings, algorithm_module
 from fedsim.algorithms.spec import FederationSpec
 from fedsim.checkpoint import load_checkpoint, load_client_states, save_client_states, set_rng_states
 from fedsim.evaluation.blend import ClientEvaluation
+from fedsim.evaluation.global_test import GlobalTestSet
 from fedsim.seeding import numpy_rng
 
 if TYPE_CHECKING:
@@ -38,7 +39,7 @@ class ClientPool(Protocol):
 
     def local_round(self, ids: Sequence[int], broadcast: dict, round_index: int) -> list[tuple[ClientUpdate, LocalDiagnostics]]: ...
     def release(self, ids: Sequence[int]) -> list[Any]: ...
-    def evaluate(self, ids: Sequence[int], artifact: Any) -> list[ClientEvaluation]: ...
+    def evaluate(self, ids: Sequence[int], artifact: Any, global_test: GlobalTestSet | None = None) -> list[ClientEvaluation]: ...
     def epsilons(self, ids: Sequence[int]) -> list[float]: ...
     def privacy_records(self, ids: Sequence[int]) -> list[Any]: ...
     def save_states(self, directory) -> list[dict]: ...
@@ -63,8 +64,8 @@ class LocalClientPool:
     def release(self, ids):
         return [self.clients[i].release() for i in ids]
 
-    def evaluate(self, ids, artifact):
-        return [self.clients[i].evaluate(artifact) for i in ids]
+    def evaluate(self, ids, artifact, global_test=None):
+        return [self.clients[i].evaluate(artifact, global_test) for i in ids]
 
     def epsilons(self, ids):
         return [self.clients[i].privacy_state.epsilon() for i in ids]
@@ -93,6 +94,14 @@ def sample_clients(client_ids: Sequence[int], fraction: float, seed: int, round_
     return [client_ids[i] for i in sorted(chosen)]
 
 
+def kept_test_sets(evaluation: ClientEvaluation, test: str) -> ClientEvaluation:
+    """``evaluation`` with the test metrics of ``--evaluation.test``: the client split's
+    (``acc``, ``bacc``, ``f1``), the global test set's (``global_*``), or both."""
+    keep = {"client": lambda name: not name.startswith("global_"), "global": lambda name: name.startswith("global_"),
+            "both": lambda name: True}[test]
+    return replace(evaluation, test={name: values for name, values in evaluation.test.items() if keep(name)})
+
+
 @dataclass
 class RunResult:
     """What a federation run produced."""
@@ -118,7 +127,8 @@ def resume_run(run_dir: str | Path, server, pool: ClientPool) -> tuple[int, RunR
 
 
 def run_federation(server, pool: ClientPool, settings: RunSettings, callbacks: Sequence[RunCallback] = (),
-                   start_round: int = 0, result: RunResult | None = None) -> RunResult:
+                   start_round: int = 0, result: RunResult | None = None,
+                   global_test: GlobalTestSet | None = None) -> RunResult:
     """Run rounds ``start_round`` … ``rounds − 1``, the release, the server's
     finalisation and the evaluation, calling ``callbacks`` (:mod:`fedsim.callbacks`)
     on the way; ``result`` holds the earlier rounds of a resumed run (:func:`resume_run`).
@@ -129,7 +139,12 @@ def run_federation(server, pool: ClientPool, settings: RunSettings, callbacks: S
     aggregates the others and its row counts the ``dropped`` ones.  A round's row:
     ``round`` (1-based), ``clients``, ``seconds``, ``dropped`` (when some were), the
     mean of every diagnostic metric the clients reported, and ``epsilon_max``, the
-    running maximum over the clients that took part so far (ε never decreases)."""
+    running maximum over the clients that took part so far (ε never decreases).
+
+    ``global_test`` (:mod:`fedsim.evaluation.global_test`, built by the caller from the
+    federation) is simulator-side: it is handed to the clients' final evaluation only,
+    after the finalisation, and nothing before reads it.  ``--evaluation.test global``
+    keeps only its scores, ``client`` only the client splits' (it then needs none)."""
     callbacks = list(callbacks)
     result = result or RunResult()
     started = time.perf_counter()
@@ -158,7 +173,8 @@ def run_federation(server, pool: ClientPool, settings: RunSettings, callbacks: S
             callback.on_round_end(round_index, row, result)
     releases = pool.release(pool.client_ids)
     result.artifact = server.finalize(releases)
-    result.evaluations = pool.evaluate(pool.client_ids, result.artifact)
+    evaluations = pool.evaluate(pool.client_ids, result.artifact, global_test)
+    result.evaluations = [kept_test_sets(e, settings.evaluation.test) for e in evaluations]
     result.privacy_records = pool.privacy_records(pool.client_ids)
     result.seconds += time.perf_counter() - started
     for callback in callbacks:
