@@ -14,7 +14,7 @@ calls :func:`run_federation` with the round and the result it returns.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, Sequence
 
@@ -24,7 +24,7 @@ from fedsim.algorithms.base import Client, ClientUpdate, LocalDiagnostics
 from fedsim.algorithms.registry import RunSettings, algorithm_module
 from fedsim.algorithms.spec import FederationSpec
 from fedsim.checkpoint import load_checkpoint, load_client_states, save_client_states, set_rng_states
-from fedsim.evaluation.blend import ClientEvaluation
+from fedsim.evaluation.blend import ClientEvaluation, kept_test_sets
 from fedsim.evaluation.global_test import GlobalTestSet
 from fedsim.seeding import numpy_rng
 
@@ -92,14 +92,6 @@ def sample_clients(client_ids: Sequence[int], fraction: float, seed: int, round_
     count = max(1, int(round(fraction * len(client_ids))))
     chosen = numpy_rng(seed, "client-sampling", round_index).choice(len(client_ids), count, replace=False)
     return [client_ids[i] for i in sorted(chosen)]
-
-
-def kept_test_sets(evaluation: ClientEvaluation, test: str) -> ClientEvaluation:
-    """``evaluation`` with the test metrics of ``--evaluation.test``: the client split's
-    (``acc``, ``bacc``, ``f1``), the global test set's (``global_*``), or both."""
-    keep = {"client": lambda name: not name.startswith("global_"), "global": lambda name: name.startswith("global_"),
-            "both": lambda name: True}[test]
-    return replace(evaluation, test={name: values for name, values in evaluation.test.items() if keep(name)})
 
 
 @dataclass

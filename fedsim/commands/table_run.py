@@ -31,10 +31,7 @@ from tqdm import tqdm
 
 from fedsim.algorithms.registry import method
 from fedsim.data.federation import load_federation
-from fedsim.evaluation.blend import chosen_results
-from fedsim.evaluation.bounds import BOUNDS
-from fedsim.evaluation.global_test import global_test_set
-from fedsim.simulation import kept_test_sets
+from fedsim.evaluation.bounds import bound_results
 from fedsim.commands.resume import results_config
 from fedsim.commands.train import TrainCommand
 from fedsim.commands.training_run import run_configuration
@@ -203,10 +200,7 @@ def bound_record(planned: PlannedRun) -> dict:
     started = time.perf_counter()
     command = planned.command
     federation = load_federation(command.data, command.seed)
-    global_test = None if command.evaluation.test == "client" else global_test_set(federation)
-    evaluations = BOUNDS[planned.row.algorithm](federation, command.evaluation, command.seed, global_test)
-    rows = chosen_results([kept_test_sets(e, command.evaluation.test) for e in evaluations],
-                          command.evaluation.selection)
+    rows = bound_results(planned.row.algorithm, federation, command.evaluation, command.seed)
     return {
         "fingerprint": fingerprint(command, planned.row),
         "row": planned.row.key, "method": planned.row.name, "algorithm": planned.row.algorithm, "kind": "bound",

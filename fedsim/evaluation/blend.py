@@ -15,7 +15,7 @@ set (:mod:`fedsim.evaluation.global_test`) the same blend is also scored on it, 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal, Sequence
 
 import numpy as np
@@ -60,6 +60,14 @@ def blend_evaluation(client_id: int, y_val: np.ndarray, y_test: np.ndarray,
             test[name].append(scores[name])
     return ClientEvaluation(client_id, tuple(lambdas), np.asarray(val_acc),
                             {k: np.asarray(v) for k, v in test.items()}, dict(probes or {}))
+
+
+def kept_test_sets(evaluation: ClientEvaluation, test: str) -> ClientEvaluation:
+    """``evaluation`` with the test metrics of ``--evaluation.test``: the client split's
+    (``acc``, ``bacc``, ``f1``), the global test set's (``global_*``), or both."""
+    keep = {"client": lambda name: not name.startswith("global_"), "global": lambda name: name.startswith("global_"),
+            "both": lambda name: True}[test]
+    return replace(evaluation, test={name: values for name, values in evaluation.test.items() if keep(name)})
 
 
 def select_lambdas(evaluations: Sequence[ClientEvaluation], rule: SelectionRule) -> list[int]:

@@ -23,9 +23,9 @@ from typing import Callable
 import numpy as np
 
 from fedsim.data.federation import Federation
-from fedsim.evaluation.blend import ClientEvaluation, blend_evaluation
+from fedsim.evaluation.blend import ClientEvaluation, blend_evaluation, chosen_results, kept_test_sets
 from fedsim.evaluation.downstream import EvaluationConfig, evaluate_with_synthetic, local_probe, scored_global_test
-from fedsim.evaluation.global_test import GlobalTestSet
+from fedsim.evaluation.global_test import GlobalTestSet, global_test_set
 from fedsim.evaluation.probe import fit_probe
 from fedsim.seeding import numpy_rng
 
@@ -92,3 +92,12 @@ def centralised(federation: Federation, evaluation: EvaluationConfig, seed: int,
 
 BOUNDS: dict[str, Bound] = {"local-only": local_only, "pooled-real": pooled_real, "centralised": centralised}
 """Bound name → function ``(federation, evaluation, seed, global_test=None) -> [ClientEvaluation per client]``."""
+
+
+def bound_results(name: str, federation: Federation, evaluation: EvaluationConfig, seed: int) -> list[dict]:
+    """Per-client rows of bound ``name`` at the λ chosen on validation (``evaluation.selection``),
+    scored on the test sets of ``evaluation.test`` (the global test set built from
+    ``federation`` as for the methods): what the table and the sweeps report."""
+    global_test = None if evaluation.test == "client" else global_test_set(federation)
+    evaluations = BOUNDS[name](federation, evaluation, seed, global_test)
+    return chosen_results([kept_test_sets(e, evaluation.test) for e in evaluations], evaluation.selection)
