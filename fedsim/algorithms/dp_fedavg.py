@@ -9,7 +9,7 @@ the learning rate and the Poisson batch size (the record's ``batch_size``, used 
 ``--training.batch-size`` is not given) are DP-appropriate.  They were chosen on
 VALIDATION accuracy (never test) by ``benchmarks/dp_fedavg_hparams.py``::
 
-    python -m benchmarks.dp_fedavg_hparams
+    python benchmarks/dp_fedavg_hparams.py
 
 a grid of lr × B × local epochs on the built-in ``synthetic`` and ``digits`` datasets
 (10 clients, Dirichlet α = 0.3, 50 rounds, one seed) at ε = 1 and ε = 8 (δ = 1e-5).
