@@ -252,5 +252,8 @@ def _settings(table) -> dict[str, str]:
                           f"({run.privacy.accountant} accountant)",
         "λ selection": f"{run.evaluation.selection} (validation accuracy); synthetic labels: "
                        f"{run.evaluation.synthetic_labels}; probe: {run.evaluation.probe.preset}",
+        "test sets": f"{run.evaluation.test} (client: each client's own test split; global: the class-balanced set "
+                     f"pooled from all clients' test splits, simulator-side)",
+        "bounds": ", ".join(table.bounds) or "none",
         "quick preset": str(table.quick),
     }

@@ -44,3 +44,31 @@ def test_built_only_from_test_splits_without_repeats():
 def test_fixed_by_the_data_seed():
     federation = skewed_federation()
     np.testing.assert_array_equal(global_test_set(federation).x, global_test_set(skewed_federation()).x)
+
+
+def test_blend_scores_the_global_test_set_and_the_option_keeps_the_asked_columns():
+    from fedsim.evaluation.blend import blend_evaluation, chosen_results, kept_test_sets
+    from fedsim.evaluation.metrics import classification_metrics
+
+    rng = np.random.default_rng(0)
+    y_val, y_test, y_global = rng.integers(0, 3, 20), rng.integers(0, 3, 20), np.repeat(np.arange(3), 5)
+    proba = [rng.dirichlet(np.ones(3), size=n) for n in (20, 20, 20, 20, 15, 15)]
+    evaluation = blend_evaluation(0, y_val, y_test, *proba[:4], (0.0, 0.5, 1.0), None,
+                                  (y_global, proba[4], proba[5]))
+    for index, lam in enumerate((0.0, 0.5, 1.0)):  # the same blend p_λ, on the global test set
+        expected = classification_metrics(y_global, lam * proba[4] + (1 - lam) * proba[5])
+        assert evaluation.test["global_bacc"][index] == expected["bacc"]
+    assert set(kept_test_sets(evaluation, "client").test) == {"acc", "bacc", "f1"}
+    assert set(kept_test_sets(evaluation, "global").test) == {"global_acc", "global_bacc", "global_f1"}
+    row, = chosen_results([kept_test_sets(evaluation, "both")], "global")
+    assert {"acc", "bacc", "global_acc", "global_bacc", "lambda", "val_acc"} <= set(row)
+
+
+def test_evaluation_test_option_is_validated():
+    import pytest
+
+    from fedsim.errors import UserError
+    from fedsim.evaluation.downstream import EvaluationConfig
+
+    with pytest.raises(UserError, match="--evaluation.test"):
+        EvaluationConfig(test="pooled").validate()
