@@ -34,8 +34,8 @@ from fedsim.commands.resume import results_config
 from fedsim.commands.train import TrainCommand
 from fedsim.commands.training_run import run_configuration
 from fedsim.data.federation import load_federation
-from fedsim.evaluation.bounds import bound_results
 from fedsim.errors import UserError
+from fedsim.evaluation.bounds import bound_results
 from fedsim.evaluation.fidelity import fidelity, held_out_real
 from fedsim.evaluation.report import write_reports
 from fedsim.io_utils import write_json_atomic
