@@ -7,8 +7,9 @@ record-level DP-SGD at that ε, δ = 1e-5, C = 1, the accountant of the generato
 mean across clients of the global model's validation accuracy.  The DP noise is the
 seeded stream (``reproducible_noise``), so every cell is repeatable and the grid
 points of one cell see the same noise source.  The last table ranks
-every (lr, B, E) by its mean validation accuracy over the four (dataset, ε) cells; the
-defaults of ``fedsim.algorithms.dp_fedavg`` (also dp-fedprox's) are its winner.
+every (lr, B, E) by its mean validation accuracy over the (dataset, ε) cells; the
+defaults of ``fedsim.algorithms.dp_fedavg`` (also dp-fedprox's) come from it (its
+module docstring holds the measured table and the reasoning).
 
     python benchmarks/dp_fedavg_hparams.py [--rounds 50] [--lrs 0.1 0.5 2]
         [--batch-sizes 64 256 1024] [--local-epochs 1] [--epsilons 1 8]
