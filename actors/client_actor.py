@@ -79,8 +79,8 @@ class ClientActor:
     def release(self, ids: Sequence[int]) -> list[Any]:
         return [self.clients[cid].release() for cid in ids]
 
-    def evaluate(self, ids: Sequence[int], artifact: Any) -> list[Any]:
-        return [self.clients[cid].evaluate(artifact) for cid in ids]
+    def evaluate(self, ids: Sequence[int], artifact: Any, global_test: Any = None) -> list[Any]:
+        return [self.clients[cid].evaluate(artifact, global_test) for cid in ids]
 
     def epsilons(self, ids: Sequence[int]) -> list[float]:
         return [float(self.clients[cid].privacy_state.epsilon()) for cid in ids]

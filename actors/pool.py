@@ -178,9 +178,9 @@ class RayClientPool:
         results = self._call("release", ids)
         return [Handle(results[cid][0], results[cid][1], cid) for cid in ids]
 
-    def evaluate(self, ids: Sequence[int], artifact: Any) -> list[Any]:
+    def evaluate(self, ids: Sequence[int], artifact: Any, global_test: Any = None) -> list[Any]:
         reference = artifact if isinstance(artifact, ray.ObjectRef) else ray.put(artifact)
-        results = self._call("evaluate", ids, reference)
+        results = self._call("evaluate", ids, reference, global_test)
         return owned([results[cid][2] for cid in ids])
 
     def epsilons(self, ids: Sequence[int]) -> list[float]:

@@ -4,8 +4,9 @@
     metrics.parquet    one row per round (simulator-side diagnostics and ε so far)
     privacy.json       the privacy ledger (per client)
     synthetic.parquet  the released synthetic embeddings (generative methods)
-    clients.parquet    per-client downstream results at the chosen λ
-    summary.json       acc/bacc/f1 mean ± std across clients, ε, privacy mode
+    clients.parquet    per-client downstream results at the chosen λ (client test split:
+                       acc/bacc/f1; simulator-side global test set: global_acc/global_bacc/global_f1)
+    summary.json       acc/bacc/f1 (and global_*) mean ± std across clients, ε, privacy mode
 
 privacy.json, summary.json and the synthetic file's metadata all carry the ledger's
 privacy note and its noise source (``"noise"``: ``secure (OS CSPRNG)``, or

@@ -25,7 +25,8 @@ from fedsim.algorithms.base import Client, ClientUpdate, LocalDiagnostics, Serve
 from fedsim.algorithms.registry import RunSettings, algorithm_module
 from fedsim.algorithms.spec import FederationSpec
 from fedsim.checkpoint import load_checkpoint, load_client_states, save_client_states, set_rng_states
-from fedsim.evaluation.blend import ClientEvaluation
+from fedsim.evaluation.blend import ClientEvaluation, kept_test_sets
+from fedsim.evaluation.global_test import GlobalTestSet
 from fedsim.seeding import numpy_rng
 
 if TYPE_CHECKING:
@@ -47,7 +48,7 @@ class ClientPool(Protocol):
     def local_round(self, ids: Sequence[int], broadcast: Any,
                     round_index: int) -> Sequence[tuple[ClientUpdate | Any, LocalDiagnostics]]: ...
     def release(self, ids: Sequence[int]) -> list[Any]: ...
-    def evaluate(self, ids: Sequence[int], artifact: Any) -> list[ClientEvaluation]: ...
+    def evaluate(self, ids: Sequence[int], artifact: Any, global_test: GlobalTestSet | None = None) -> list[ClientEvaluation]: ...
     def epsilons(self, ids: Sequence[int]) -> list[float]: ...
     def privacy_records(self, ids: Sequence[int]) -> list[ClientPrivacyRecord]: ...
     def save_states(self, directory: Path) -> list[dict[str, Any]]: ...
@@ -73,8 +74,9 @@ class LocalClientPool:
     def release(self, ids: Sequence[int]) -> list[Any]:
         return [self.clients[i].release() for i in ids]
 
-    def evaluate(self, ids: Sequence[int], artifact: Any) -> list[ClientEvaluation]:
-        return [self.clients[i].evaluate(artifact) for i in ids]
+    def evaluate(self, ids: Sequence[int], artifact: Any,
+                 global_test: GlobalTestSet | None = None) -> list[ClientEvaluation]:
+        return [self.clients[i].evaluate(artifact, global_test) for i in ids]
 
     def epsilons(self, ids: Sequence[int]) -> list[float]:
         return [self.clients[i].privacy_state.epsilon() for i in ids]
@@ -128,7 +130,8 @@ def resume_run(run_dir: str | Path, server: Server, pool: ClientPool) -> tuple[i
 
 
 def run_federation(server: Server, pool: ClientPool, settings: RunSettings, callbacks: Sequence[RunCallback] = (),
-                   start_round: int = 0, result: RunResult | None = None) -> RunResult:
+                   start_round: int = 0, result: RunResult | None = None,
+                   global_test: GlobalTestSet | None = None) -> RunResult:
     """Run rounds ``start_round`` … ``rounds − 1``, the release, the server's
     finalisation and the evaluation, calling ``callbacks`` (:mod:`fedsim.callbacks`)
     on the way; ``result`` holds the earlier rounds of a resumed run (:func:`resume_run`).
@@ -139,7 +142,12 @@ def run_federation(server: Server, pool: ClientPool, settings: RunSettings, call
     aggregates the others and its row counts the ``dropped`` ones.  A round's row:
     ``round`` (1-based), ``clients``, ``seconds``, ``dropped`` (when some were), the
     mean of every diagnostic metric the clients reported, and ``epsilon_max``, the
-    running maximum over the clients that took part so far (ε never decreases)."""
+    running maximum over the clients that took part so far (ε never decreases).
+
+    ``global_test`` (:mod:`fedsim.evaluation.global_test`, built by the caller from the
+    federation) is simulator-side: it is handed to the clients' final evaluation only,
+    after the finalisation, and nothing before reads it.  ``--evaluation.test global``
+    keeps only its scores, ``client`` only the client splits' (it then needs none)."""
     callbacks = list(callbacks)
     result = result or RunResult()
     started = time.perf_counter()
@@ -168,7 +176,8 @@ def run_federation(server: Server, pool: ClientPool, settings: RunSettings, call
             callback.on_round_end(round_index, row, result)
     releases = pool.release(pool.client_ids)
     result.artifact = server.finalize(releases)
-    result.evaluations = pool.evaluate(pool.client_ids, result.artifact)
+    evaluations = pool.evaluate(pool.client_ids, result.artifact, global_test)
+    result.evaluations = [kept_test_sets(e, settings.evaluation.test) for e in evaluations]
     result.privacy_records = pool.privacy_records(pool.client_ids)
     result.seconds += time.perf_counter() - started
     for callback in callbacks:

@@ -179,13 +179,18 @@ def trial_name(config: dict) -> str:
     return "_".join(parts)
 
 
+def partition_data(base, label: str):
+    """``base.data`` with the partition of α label ``label`` (``iid`` or Dirichlet(α))."""
+    return (dataclasses.replace(base.data, partition="iid") if label == IID
+            else dataclasses.replace(base.data, partition="dirichlet", alpha=float(label)))
+
+
 def trial_command(base, config: dict, runs_dir: Path, backend: str = "local", threads: int = 1, ray=None):
     """The ``TrainCommand`` of one trial: ``base`` with the trial's method, ε, partition,
     λ weights and seed; its run directory is ``runs_dir/<trial_name>``; no progress bar;
     ``ray`` (a ``RayConfig``) replaces the Ray runtime options when given."""
     point, label = config["point"], config["alpha"]
-    data = (dataclasses.replace(base.data, partition="iid") if label == IID
-            else dataclasses.replace(base.data, partition="dirichlet", alpha=float(label)))
+    data = partition_data(base, label)
     changes = dict(algorithm=point["method"], seed=int(config["seed"]), data=data,
                    privacy=dataclasses.replace(base.privacy, epsilon=float(point["epsilon"])),
                    out=Path(runs_dir) / trial_name(config), threads=threads, progress=False,

@@ -150,10 +150,14 @@ class PlotOptions:
     """Sweep directory holding results.parquet; plots/ and summary.md are (re)written there."""
 
     def execute(self) -> int:
+        import pandas as pd
+
         from sweeps.report import write_report
         from sweeps.collect import read_results
 
         frame = read_results(self.out / "results.parquet")
-        for path in write_report(frame, self.out):
+        bounds_path = self.out / "bounds.parquet"
+        bounds = pd.read_parquet(bounds_path) if bounds_path.is_file() else None
+        for path in write_report(frame, self.out, bounds=bounds):
             print(f"wrote {path}")
         return 0

@@ -3,7 +3,10 @@ no pyplot state).
 
 * ``bacc_vs_epsilon.png``: balanced accuracy vs target ε, one line per method, one panel
   per α; mean ± std over seeds; ε = ∞ at the right-most tick, labelled ∞.  Methods that
-  ignore ε (run only at ∞) are dashed horizontal lines with their ± std band.
+  ignore ε (run only at ∞) are dashed horizontal lines with their ± std band; every
+  private method is a curve.  The bounds (``bounds.parquet``: local-only, pooled-real,
+  centralised; not methods) are dotted horizontal lines with a hatched band (mean ± std
+  over seeds).
 * ``bacc_vs_alpha.png``: balanced accuracy vs α (IID right-most), one panel per ε.
 * ``lambda_heatmap.png``: FedHypeVAE's balanced accuracy over the two λ weights with the
   most swept values, averaged over seeds, ε, α and the third λ (the title says which).
@@ -131,8 +134,19 @@ def _flat(ax, mean: float, std: float, method: str, color) -> None:
     ax.axhspan(100 * (mean - std), 100 * (mean + std), xmin=0, xmax=1, color=color, alpha=0.08)
 
 
-def plot_bacc_vs_epsilon(frame: pd.DataFrame, path: Path) -> Path | None:
-    """Balanced accuracy vs ε per method, one panel per α (module docstring); None if no data."""
+BOUND_STYLES = {"local-only": ":", "pooled-real": "-.", "centralised": (0, (1, 3))}
+
+
+def _bound_band(ax, values: pd.Series, name: str) -> None:
+    """A bound: its mean over seeds as a gray horizontal line, ± std as a hatched band."""
+    mean, std = 100 * float(values.mean()), 100 * float(values.std()) if len(values) > 1 else 0.0
+    ax.axhline(mean, color="0.3", linestyle=BOUND_STYLES.get(name, ":"), linewidth=1.2, label=f"{name} (bound)")
+    ax.axhspan(mean - std, mean + std, color="0.5", alpha=0.12, hatch="//", linewidth=0)
+
+
+def plot_bacc_vs_epsilon(frame: pd.DataFrame, path: Path, bounds: pd.DataFrame | None = None) -> Path | None:
+    """Balanced accuracy vs ε per method, one panel per α, the bounds as bands (module
+    docstring); None if no data."""
     data, note = at_reference(finished(frame))
     if data.empty:
         return None
@@ -148,6 +162,9 @@ def plot_bacc_vs_epsilon(frame: pd.DataFrame, path: Path) -> Path | None:
                 _flat(ax, stats["mean"].iloc[0], stats["std"].iloc[0], method, colors[method])
             else:
                 _line(ax, stats, x, "epsilon", method, colors[method])
+        if bounds is not None and METRIC in bounds:
+            for name, part in bounds[bounds["alpha"] == label].groupby("bound", sort=False):
+                _bound_band(ax, part[METRIC], name)
         ax.set_xticks(list(x.values()), ["∞" if math.isinf(e) else f"{e:g}" for e in x])
         ax.set_title("IID" if label == IID else f"Dirichlet α = {label}")
         ax.set_xlabel("target ε per client")
@@ -243,11 +260,14 @@ def plot_lambda_heatmap(frame: pd.DataFrame, path: Path) -> tuple[Path | None, s
     return _save(figure, path), note
 
 
-def write_plots(frame: pd.DataFrame, directory: Path) -> tuple[list[Path], list[str]]:
-    """Draw every plot into ``directory``; return the written paths and notes on what was skipped."""
+def write_plots(frame: pd.DataFrame, directory: Path,
+                bounds: pd.DataFrame | None = None) -> tuple[list[Path], list[str]]:
+    """Draw every plot into ``directory`` (``bounds`` as bands in the ε plot); return the
+    written paths and notes on what was skipped."""
     directory = Path(directory)
     paths, notes = [], []
-    for name, draw in (("bacc_vs_epsilon.png", plot_bacc_vs_epsilon), ("bacc_vs_alpha.png", plot_bacc_vs_alpha)):
+    for name, draw in (("bacc_vs_epsilon.png", lambda f, p: plot_bacc_vs_epsilon(f, p, bounds)),
+                       ("bacc_vs_alpha.png", plot_bacc_vs_alpha)):
         path = draw(frame, directory / name)
         if path is None:
             notes.append(f"no {name}: the sweep has no finished trial.")

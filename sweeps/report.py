@@ -126,13 +126,28 @@ def summary_markdown(frame: pd.DataFrame, plots: list[Path], notes: list[str], d
     return "\n".join(lines)
 
 
-def write_report(frame: pd.DataFrame, directory: Path, wall_seconds: float | None = None) -> list[Path]:
-    """Write ``plots/*.png`` and ``summary.md`` under ``directory``; return their paths."""
+def bounds_table(bounds: pd.DataFrame) -> str:
+    """The bounds' balanced accuracy (mean ± std over seeds), rows bound × α."""
+    scores = [(s, t) for s, t in (("bacc_mean", "bacc %"), ("global_bacc_mean", "global bacc %")) if s in bounds]
+    rows = []
+    for (name, label), part in bounds.groupby(["bound", "alpha"], sort=False):
+        rows.append([f"{name} (bound)", "IID" if label == IID else label, str(part["seed"].nunique())]
+                    + [_pct(part[s].mean(), part[s].std() if len(part) > 1 else 0.0) for s, _ in scores])
+    return markdown_table(["bound", "α", "seeds", *[t for _, t in scores]], rows)
+
+
+def write_report(frame: pd.DataFrame, directory: Path, wall_seconds: float | None = None,
+                 bounds: pd.DataFrame | None = None) -> list[Path]:
+    """Write ``plots/*.png`` and ``summary.md`` under ``directory``; return their paths
+    (``bounds``: :func:`sweeps.bounds.bounds_frame`, drawn as bands and tabulated)."""
     from fedsim.io_utils import atomic_path
 
     directory = Path(directory)
-    plots, notes = write_plots(frame, directory / "plots")
+    plots, notes = write_plots(frame, directory / "plots", bounds)
     text = summary_markdown(frame, plots, notes, directory, wall_seconds)
+    if bounds is not None and len(bounds):
+        text += ("\n## Bounds (not methods)\n\nComputed once per α × seed from the federation (no DP, real data; "
+                 "see fedsim.evaluation.bounds); ± is the std over seeds.\n\n" + bounds_table(bounds) + "\n")
     path = directory / "summary.md"
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")

@@ -6,6 +6,7 @@ Layout of the sweep directory ``--out`` (an absolute path is given to Tune)::
     tune/             Ray Tune's experiment state (Tuner.restore reads it)
     runs/<trial>/     each trial's fedsim run directory (config, metrics, ledger, train.log, ...)
     results.parquet   one row per trial (sweeps.collect)
+    bounds.parquet    the bounds, one row per (bound, α, seed) (sweeps.bounds)
     rounds.parquet    one row per trial and round
     summary.md        Markdown summary (sweeps.report)
     plots/*.png       the plots (sweeps.plots)
@@ -165,6 +166,7 @@ def describe(options, grid: Grid, out: Path, resume: bool) -> str:
 def run_sweep(options) -> int:
     """The ``run`` subcommand: 0 when every trial finished, 1 when some errored, 130 if interrupted."""
     from fedsim.io_utils import write_json_atomic
+    from sweeps.bounds import bounds_frame
     from sweeps.collect import results_frames, write_frame
     from sweeps.report import write_report
 
@@ -194,7 +196,9 @@ def run_sweep(options) -> int:
     written = [write_frame(results, out / "results.parquet")]
     if len(rounds):
         written.append(write_frame(rounds, out / "rounds.parquet"))
-    written += write_report(results, out, wall_seconds=wall)
+    bounds = bounds_frame(base, grid)
+    written.append(write_frame(bounds, out / "bounds.parquet"))
+    written += write_report(results, out, wall_seconds=wall, bounds=bounds)
     for path in written:
         print(f"wrote {path}")
     counts = results["status"].value_counts() if len(results) else {}

@@ -59,6 +59,7 @@ from fedsim.algorithms.base import ClientUpdate, LocalDiagnostics, SharedStateSe
 from fedsim.algorithms.spec import FederationSpec, TrainingConfig
 from fedsim.evaluation.blend import ClientEvaluation
 from fedsim.evaluation.downstream import EvaluationConfig, evaluate_generator
+from fedsim.evaluation.global_test import GlobalTestSet
 from fedsim.privacy.accounting import calibrate_release_noise
 from fedsim.privacy.config import PrivacyConfig
 from fedsim.privacy.labels import label_distribution
@@ -177,8 +178,8 @@ class DPStatsClient:
         self.released = DPStatsRelease(statistics, sigma, self.clip_norm)
         return self.released
 
-    def evaluate(self, artifact: "GaussianClassGenerator") -> ClientEvaluation:
-        return evaluate_generator(self.data, artifact, self.evaluation, self.seed)
+    def evaluate(self, artifact: "GaussianClassGenerator", global_test: GlobalTestSet | None = None) -> ClientEvaluation:
+        return evaluate_generator(self.data, artifact, self.evaluation, self.seed, global_test)
 
     def privacy_record(self) -> ClientPrivacyRecord:
         return privacy_record(self.client_id, self.privacy_state, self.stats_noise_multiplier, self.clip_norm)

@@ -44,6 +44,7 @@ from fedsim.algorithms.spec import FederationSpec, TrainingConfig
 from fedsim.evaluation.blend import ClientEvaluation
 from fedsim.evaluation.classifier import predict_proba
 from fedsim.evaluation.downstream import EvaluationConfig, evaluate_global_only, evaluate_with_global_model
+from fedsim.evaluation.global_test import GlobalTestSet
 from fedsim.models.init import seeded
 from fedsim.privacy.clipped_sums import GhostClippedSum, RecordBatch
 from fedsim.privacy.config import PrivacyConfig
@@ -161,11 +162,13 @@ class FederatedClassifierClient:
     def release(self) -> None:
         return None
 
-    def evaluate(self, artifact: GlobalClassifier) -> ClientEvaluation:
-        """FedAvg/FedProx: the global model alone; FedLambda: its λ-blend with a local model."""
+    def evaluate(self, artifact: GlobalClassifier, global_test: GlobalTestSet | None = None) -> ClientEvaluation:
+        """FedAvg/FedProx: the global model alone; FedLambda: its λ-blend with a local model
+        (``global_test``: the simulator's global test set, scored only)."""
         if self.blend:
-            return evaluate_with_global_model(self.data, artifact.probabilities, self.evaluation.probe, self.seed)
-        return evaluate_global_only(self.data, artifact.probabilities)
+            return evaluate_with_global_model(self.data, artifact.probabilities, self.evaluation.probe, self.seed,
+                                              global_test)
+        return evaluate_global_only(self.data, artifact.probabilities, global_test)
 
     def privacy_record(self) -> ClientPrivacyRecord:
         return privacy_record(self.client_id, self.privacy_state, None, None)

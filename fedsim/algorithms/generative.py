@@ -36,6 +36,7 @@ from fedsim.algorithms.base import ClientUpdate, LocalDiagnostics, SharedStateSe
 from fedsim.algorithms.spec import FederationSpec, TrainingConfig
 from fedsim.evaluation.blend import ClientEvaluation
 from fedsim.evaluation.downstream import EvaluationConfig, evaluate_generator
+from fedsim.evaluation.global_test import GlobalTestSet
 from fedsim.models.conditional import ConditionalGenerator
 from fedsim.models.init import seeded
 from fedsim.privacy.accounting import calibrate_release_noise
@@ -160,8 +161,8 @@ class GenerativeClient(ABC, Generic[ModelT]):
         """The noisy class counts released at creation (no new mechanism)."""
         return self.label_counts.clone()
 
-    def evaluate(self, artifact: SyntheticGenerator) -> ClientEvaluation:
-        return evaluate_generator(self.data, artifact, self.evaluation, self.seed)
+    def evaluate(self, artifact: SyntheticGenerator, global_test: GlobalTestSet | None = None) -> ClientEvaluation:
+        return evaluate_generator(self.data, artifact, self.evaluation, self.seed, global_test)
 
     def privacy_record(self) -> ClientPrivacyRecord:
         return privacy_record(self.client_id, self.privacy_state, self.label_noise_multiplier, 1.0)

@@ -50,7 +50,9 @@ class MethodRecord:
     synthesis: bool
     """True when ``synthetic_set`` releases a synthetic set (a generative method)."""
     table_row: int | None = None
-    """Its row in the paper's Table 1 (``table`` command's default methods, in this order); None: not in it."""
+    """Its row in the ``table`` command's default methods (in this order); None: not in them."""
+    paper: bool = False
+    """True for the six methods of the paper's Table 1 (:data:`PAPER_METHODS`)."""
 
     @property
     def field(self) -> str:
@@ -76,27 +78,37 @@ METHODS: tuple[MethodRecord, ...] = (
     MethodRecord("fedhypevae", "FedHypeVAE", "fedsim.algorithms.fedhypevae",
                  "fedsim.algorithms.fedhypevae.config:FedHypeVAEConfig",
                  "FedHypeVAE model, objective and meta-code options.", batch_size=64, privacy="dp",
-                 synthesis=True, table_row=6),
+                 synthesis=True, table_row=6, paper=True),
     MethodRecord("fedavg", "FedAvg", "fedsim.algorithms.fedavg", "fedsim.algorithms.fedavg:FedAvgConfig",
                  "FedAvg baseline options (global linear classifier).", batch_size=128, privacy="optional",
-                 synthesis=False, table_row=1),
+                 synthesis=False, table_row=1, paper=True),
     MethodRecord("fedprox", "FedProx", "fedsim.algorithms.fedprox", "fedsim.algorithms.fedprox:FedProxConfig",
                  "FedProx baseline options (FedAvg with a proximal term).", batch_size=128, privacy="optional",
-                 synthesis=False, table_row=2),
+                 synthesis=False, table_row=2, paper=True),
     MethodRecord("fedlambda", "FedLambda", "fedsim.algorithms.fedlambda",
                  "fedsim.algorithms.fedlambda:FedLambdaConfig",
                  "FedLambda baseline options (the FedAvg model blended with a local classifier).",
-                 batch_size=128, privacy="optional", synthesis=False, table_row=3),
+                 batch_size=128, privacy="optional", synthesis=False, table_row=3, paper=True),
     MethodRecord("dp-cvae", "DP-CVAE", "fedsim.algorithms.dp_cvae", "fedsim.algorithms.dp_cvae:DPCVAEConfig",
                  "DP-CVAE baseline options (Di Salvo et al. 2025).", batch_size=256, privacy="dp",
-                 synthesis=True, table_row=5),
+                 synthesis=True, table_row=5, paper=True),
     MethodRecord("dp-cgan", "DP-CGAN", "fedsim.algorithms.dp_cgan", "fedsim.algorithms.dp_cgan:DPCGANConfig",
                  "DP-CGAN baseline options (DP discriminator, averaged generators).", batch_size=256,
-                 privacy="dp", synthesis=True, table_row=4),
+                 privacy="dp", synthesis=True, table_row=4, paper=True),
     MethodRecord("dp-stats", "dp-stats", "fedsim.algorithms.dp_stats", "fedsim.algorithms.dp_stats:DPStatsConfig",
                  "dp-stats options (one DP release of class statistics, sampled as class-conditional "
                  "Gaussians: the floor every learned generator must beat).", batch_size=None, privacy="dp",
-                 synthesis=True),
+                 synthesis=True, table_row=9),
+    MethodRecord("dp-fedavg", "DP-FedAvg", "fedsim.algorithms.fedavg",
+                 "fedsim.algorithms.dp_fedavg:DPFedAvgConfig",
+                 "DP-FedAvg options (FedAvg always under record-level DP-SGD at --privacy.*; lr and the "
+                 "Poisson batch chosen on validation by benchmarks/dp_fedavg_hparams.py: lr 0.5, B 256).",
+                 batch_size=256, privacy="dp", synthesis=False, table_row=7),
+    MethodRecord("dp-fedprox", "DP-FedProx", "fedsim.algorithms.fedprox",
+                 "fedsim.algorithms.dp_fedavg:DPFedProxConfig",
+                 "DP-FedProx options (FedProx always under record-level DP-SGD at --privacy.*; lr and the "
+                 "Poisson batch chosen on validation by benchmarks/dp_fedavg_hparams.py: lr 0.5, B 256).",
+                 batch_size=256, privacy="dp", synthesis=False, table_row=8),
 )
 """Every method, in the order of ``--algorithm``'s choices and of the sweeps' default list."""
 
@@ -106,11 +118,18 @@ MethodName = Literal[NAMES]  # type: ignore[valid-type]  # the CLI's choices, fr
 DEFAULT_METHOD = "fedhypevae"
 
 
-def _paper_methods() -> tuple[str, ...]:
+def _table_methods() -> tuple[str, ...]:
     return tuple(record.name for record in sorted((r for r in METHODS if r.table_row is not None),
                                                   key=lambda r: r.table_row or 0))
 
 
+def _paper_methods() -> tuple[str, ...]:
+    return tuple(name for name in _table_methods() if BY_NAME[name].paper)
+
+
+TABLE_METHODS: tuple[str, ...] = _table_methods()
+"""The ``table`` command's default rows, in order: the paper's methods, then the DP rows at equal ε
+(dp-fedavg, dp-fedprox, dp-stats)."""
 PAPER_METHODS: tuple[str, ...] = _paper_methods()
 """The paper's Table-1 methods, in the table's row order."""
 
@@ -128,7 +147,7 @@ def register(record: MethodRecord) -> None:
     that (a ``RuntimeError`` otherwise).  Ray workers import this module afresh: a
     registered method runs there only if the workers register it too (``--backend
     local`` needs nothing more)."""
-    global METHODS, NAMES, MethodName, PAPER_METHODS
+    global METHODS, NAMES, MethodName, PAPER_METHODS, TABLE_METHODS
     if record.name in BY_NAME:
         raise ValueError(f"a method named {record.name!r} is already registered")
     built = [name for name in _OPTION_MODULES if name in sys.modules]
@@ -139,6 +158,7 @@ def register(record: MethodRecord) -> None:
     BY_NAME[record.name] = record
     NAMES = tuple(BY_NAME)
     MethodName = Literal[NAMES]  # type: ignore[valid-type]
+    TABLE_METHODS = _table_methods()
     PAPER_METHODS = _paper_methods()
 
 

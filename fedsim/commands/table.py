@@ -8,11 +8,16 @@ from __future__ import annotations
 import operator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
-from fedsim.algorithms.registry import PAPER_METHODS, MethodName
+from fedsim.algorithms.registry import TABLE_METHODS, MethodName
 from fedsim.algorithms.spec import TrainingConfig
 from fedsim.commands.train import TrainCommand
 from fedsim.data.federation import DataConfig
+from fedsim.evaluation.bounds import BOUNDS
+
+BOUND_NAMES: tuple[str, ...] = tuple(BOUNDS)
+BoundName = Literal[BOUND_NAMES]  # type: ignore[valid-type]  # the CLI's choices, from fedsim.evaluation.bounds
 
 QUICK_ROUNDS = 2
 RUN_DEFAULTS = TrainCommand(backend="local", data=DataConfig(partition_seed=0), training=TrainingConfig(rounds=50))
@@ -29,12 +34,15 @@ SET_BY_TABLE = (
 @dataclass(frozen=True)
 class TableCommand:
     """Run methods × {IID, Dirichlet α} × seeds and write the paper's Table 1 (ACC and
-    BACC mean ± std across clients and across seeds), the ε each method really spent,
+    BACC mean ± std across clients and across seeds, on each client's test split and on
+    the class-balanced global test set), the bounds (not methods), the ε each method really spent,
     fidelity of the synthetic embeddings, per-client results and a bar chart.
     Rerunning the same command in the same --out skips the runs already finished."""
 
-    methods: tuple[MethodName, ...] = PAPER_METHODS
-    """Methods (table rows), in this order."""
+    methods: tuple[MethodName, ...] = TABLE_METHODS
+    """Methods (table rows), in this order: by default the paper's six (the FedAvg family without DP, labelled "(no DP)") and the private rows at the same ε: dp-fedavg, dp-fedprox, dp-stats."""
+    bounds: tuple[BoundName, ...] = BOUND_NAMES
+    """Bounds, shown apart as reference rows, not methods (empty: none): local-only (no sharing), pooled-real (real pooled records instead of synthetic ones: the non-private ceiling of any generator), centralised (one probe on the union of train splits).  Computed once per configuration × seed."""
     iid: bool = True
     """Include the IID configuration."""
     alphas: tuple[float, ...] = (0.3,)
@@ -71,13 +79,17 @@ class TableCommand:
         from fedsim.errors import UserError
 
         if not self.methods:
-            raise UserError("--methods is empty; give at least one of " + ", ".join(PAPER_METHODS) + ".")
+            raise UserError("--methods is empty; give at least one of " + ", ".join(TABLE_METHODS) + ".")
         if not self.iid and not self.alphas:
             raise UserError("no configuration to run: pass --iid or at least one --alphas value.")
         if not self.seeds:
             raise UserError("--seeds is empty; give at least one run seed.")
-        if len(set(self.seeds)) != len(self.seeds) or len(set(self.methods)) != len(self.methods):
-            raise UserError("--seeds and --methods must not repeat a value.")
+        if (len(set(self.seeds)) != len(self.seeds) or len(set(self.methods)) != len(self.methods)
+                or len(set(self.bounds)) != len(self.bounds)):
+            raise UserError("--seeds, --methods and --bounds must not repeat a value.")
+        for name in self.bounds:
+            if name not in BOUND_NAMES:
+                raise UserError(f"--bounds {name!r} is unknown; valid: {', '.join(BOUND_NAMES)}.")
         for alpha in self.alphas:
             if not (alpha > 0 and alpha != float("inf")):
                 raise UserError(f"--alphas has {alpha!r}; every Dirichlet α must be a finite number > 0.")

@@ -8,6 +8,12 @@ spent, the fidelity of its synthetic set — is written atomically to
 of its full configuration.  Rerunning the command reuses every record whose
 fingerprint matches, so an interrupted table resumes where it stopped; a record of a
 *different* configuration in the same directory is refused rather than mixed in.
+
+The bounds (:mod:`fedsim.evaluation.bounds`: local-only, pooled-real, centralised) do
+not depend on the method: each is computed once per configuration × seed from the
+federation, and saved and reused like a run (``bound-<name>__<configuration>__seed<k>.json``,
+fingerprinted by the data, evaluation and seed options only).  Their records have
+``kind = "bound"`` and the reports show them apart, as bounds, not methods.
 """
 
 from __future__ import annotations
@@ -27,14 +33,14 @@ from fedsim.algorithms.registry import method
 from fedsim.commands.resume import results_config
 from fedsim.commands.train import TrainCommand
 from fedsim.commands.training_run import run_configuration
-from fedsim.data.federation import PartitionScheme
+from fedsim.data.federation import PartitionScheme, load_federation
 from fedsim.errors import UserError
+from fedsim.evaluation.bounds import bound_results
 from fedsim.evaluation.fidelity import fidelity, held_out_real
 from fedsim.evaluation.report import write_reports
 from fedsim.io_utils import write_json_atomic
 from fedsim.outputs import config_dict
 from fedsim.seeding import torch_generator
-
 
 
 @dataclass(frozen=True)
@@ -46,6 +52,8 @@ class Row:
     algorithm: str
     method_changes: tuple[tuple[str, Any], ...] = ()
     privacy_changes: tuple[tuple[str, Any], ...] = ()
+    kind: str = "method"
+    """``method`` or ``bound`` (a reference row, :mod:`fedsim.evaluation.bounds`; ``algorithm`` is its name)."""
 
 
 ABLATIONS = (
@@ -83,9 +91,21 @@ class PlannedRun:
         return f"{self.row.name} · {self.configuration.label} · seed {self.seed}"
 
 
+def method_label(table, name: str) -> str:
+    """The method's label, with " (no DP)" when its runs train without DP (ε = ∞)."""
+    record = method(name, "--methods")
+    private = table.run.privacy.private and record.is_private(getattr(table.run, record.field))
+    return record.label if private else f"{record.label} (no DP)"
+
+
 def table_rows(table) -> list[Row]:
-    rows = [Row(m, method(m, "--methods").label, m) for m in table.methods]
+    rows = [Row(m, method_label(table, m), m) for m in table.methods]
     return rows + list(ABLATIONS) if table.ablations else rows
+
+
+def bound_rows(table) -> list[Row]:
+    """The table's bounds (``--bounds``), as rows of kind ``bound``."""
+    return [Row(f"bound-{name}", f"{name} (bound)", name, kind="bound") for name in table.bounds]
 
 
 def configurations(table) -> list[Configuration]:
@@ -95,8 +115,14 @@ def configurations(table) -> list[Configuration]:
 
 def train_command(table, row: Row, configuration: Configuration, seed: int) -> TrainCommand:
     """The full configuration of one run: ``table.run`` with the row's algorithm (and its
-    ablation changes), the configuration's partition, the seed and the table's rounds."""
+    ablation changes), the configuration's partition, the seed and the table's rounds
+    (a bound's: ``table.run`` with the partition and the seed; only its data and
+    evaluation options matter)."""
     base: TrainCommand = table.run
+    if row.kind == "bound":
+        data = replace(base.data, partition=configuration.partition,
+                       alpha=configuration.alpha if configuration.alpha is not None else base.data.alpha)
+        return replace(base, seed=seed, data=data, out=None, progress=False)
     field = method(row.algorithm).field
     changes = {field: replace(getattr(base, field), **dict(row.method_changes))}
     privacy = replace(base.privacy, **dict(row.privacy_changes))
@@ -112,12 +138,19 @@ def plan(table) -> list[PlannedRun]:
     progress rate that averages over fast and slow methods."""
     return [PlannedRun(row, configuration, seed, train_command(table, row, configuration, seed))
             for seed in table.effective_seeds() for configuration in configurations(table)
-            for row in table_rows(table)]
+            for row in [*table_rows(table), *bound_rows(table)]]
 
 
-def fingerprint(command: TrainCommand) -> str:
-    """SHA-256 of the run's configuration, without options that do not change results."""
+BOUND_OPTIONS = ("data", "evaluation", "seed")
+"""The options a bound's result depends on (its fingerprint)."""
+
+
+def fingerprint(command: TrainCommand, row: Row | None = None) -> str:
+    """SHA-256 of the run's configuration, without options that do not change results
+    (a bound's: its name and the :data:`BOUND_OPTIONS`)."""
     config = results_config(config_dict(command))
+    if row is not None and row.kind == "bound":
+        config = {"bound": row.algorithm, **{key: config[key] for key in BOUND_OPTIONS}}
     return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()
 
 
@@ -126,14 +159,16 @@ def load_finished(path: Path, planned: PlannedRun) -> dict | None:
     if not path.exists():
         return None
     record = json.loads(path.read_text(encoding="utf-8"))
-    if record.get("fingerprint") != fingerprint(planned.command):
+    if record.get("fingerprint") != fingerprint(planned.command, planned.row):
         raise UserError(f"{path} holds a result of a different configuration than this command's "
                         f"{planned.label}; use another --out or delete that file.")
     return record
 
 
 def run_one(planned: PlannedRun) -> dict:
-    """Run one configuration and build its record (module docstring)."""
+    """Run one configuration (or compute one bound) and build its record (module docstring)."""
+    if planned.row.kind == "bound":
+        return bound_record(planned)
     started = time.perf_counter()
     outcome = run_configuration(planned.command)
     real = held_out_real(outcome.prepared.federation)
@@ -144,7 +179,7 @@ def run_one(planned: PlannedRun) -> dict:
     modes = {r.privacy_mode for r in outcome.result.privacy_records}
     return {
         "fingerprint": fingerprint(planned.command),
-        "row": planned.row.key, "method": planned.row.name, "algorithm": planned.row.algorithm,
+        "row": planned.row.key, "method": planned.row.name, "algorithm": planned.row.algorithm, "kind": "method",
         "configuration": planned.configuration.key, "configuration_label": planned.configuration.label,
         "seed": planned.seed,
         "clients": clients,
@@ -156,6 +191,28 @@ def run_one(planned: PlannedRun) -> dict:
         "fidelity": fidelity(real, None if synthetic is None else synthetic[0], seed=planned.seed),
         "seconds": time.perf_counter() - started,
         "config": config_dict(planned.command),
+    }
+
+
+def bound_record(planned: PlannedRun) -> dict:
+    """The record of a bound: its per-client rows at the λ chosen on validation, on the
+    federation of ``planned`` (the global test set as for the methods); no ε (no
+    mechanism: a bound shares real data), no synthetic set."""
+    started = time.perf_counter()
+    command = planned.command
+    federation = load_federation(command.data, command.seed)
+    rows = bound_results(planned.row.algorithm, federation, command.evaluation, command.seed)
+    return {
+        "fingerprint": fingerprint(command, planned.row),
+        "row": planned.row.key, "method": planned.row.name, "algorithm": planned.row.algorithm, "kind": "bound",
+        "configuration": planned.configuration.key, "configuration_label": planned.configuration.label,
+        "seed": planned.seed,
+        "clients": [dict(row, epsilon=math.inf) for row in rows],
+        "epsilon_max": math.inf, "target_epsilon": math.inf,
+        "privacy_mode": "bound", "note": "", "noise": "",
+        "fidelity": fidelity(held_out_real(federation), None, seed=planned.seed),
+        "seconds": time.perf_counter() - started,
+        "config": {key: config_dict(command)[key] for key in BOUND_OPTIONS},
     }
 
 
@@ -197,5 +254,8 @@ def _settings(table) -> dict[str, str]:
                           f"({run.privacy.accountant} accountant)",
         "λ selection": f"{run.evaluation.selection} (validation accuracy); synthetic labels: "
                        f"{run.evaluation.synthetic_labels}; probe: {run.evaluation.probe.preset}",
+        "test sets": f"{run.evaluation.test} (client: each client's own test split; global: the class-balanced set "
+                     f"pooled from all clients' test splits, simulator-side)",
+        "bounds": ", ".join(table.bounds) or "none",
         "quick preset": str(table.quick),
     }

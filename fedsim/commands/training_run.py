@@ -27,6 +27,7 @@ from fedsim.checkpoint import load_checkpoint
 from fedsim.commands.resume import resume_command
 from fedsim.data.federation import Federation, load_federation
 from fedsim.evaluation.blend import chosen_results, summarize
+from fedsim.evaluation.global_test import global_test_set
 from fedsim.outputs import config_dict, write_frame, write_json, write_synthetic
 from fedsim.privacy.secure_noise import REPRODUCIBLE_NOISE_NOTE
 from fedsim.privacy.ledger import format_ledger, ledger_note, ledger_to_json
@@ -68,21 +69,23 @@ def simulate(command, prepared: Prepared, callbacks: Sequence[RunCallback] = (),
     """Build the server and the client pool of ``command``'s backend and run every round,
     the release, the finalisation and the per-client evaluation (module docstring).
     With ``run_dir``, checkpoints go there every ``--checkpoint-every`` rounds, and
-    ``--resume`` starts from its latest one."""
+    ``--resume`` starts from its latest one.  The global test set (``--evaluation.test
+    global|both``) is built here, simulator-side, and reaches only the final evaluation."""
     server: Server
     pool: ClientPool
+    global_test = None if command.evaluation.test == "client" else global_test_set(prepared.federation)
     if command.backend == "ray":
         from actors.driver import ray_federation  # the Ray runtime lives outside fedsim, imported only when used
 
         with ray_federation(prepared, command.ray) as (server, pool):
-            return run_rounds(command, prepared.settings, server, pool, callbacks, run_dir)
+            return run_rounds(command, prepared.settings, server, pool, callbacks, run_dir, global_test)
     server = prepared.module.make_server(prepared.spec, prepared.settings)
     pool = LocalClientPool(prepared.federation, prepared.spec, prepared.settings)
-    return run_rounds(command, prepared.settings, server, pool, callbacks, run_dir)
+    return run_rounds(command, prepared.settings, server, pool, callbacks, run_dir, global_test)
 
 
 def run_rounds(command, settings: RunSettings, server, pool, callbacks: Sequence[RunCallback] = (),
-               run_dir: Path | None = None) -> RunResult:
+               run_dir: Path | None = None, global_test=None) -> RunResult:
     """:func:`~fedsim.simulation.run_federation` of ``server`` and ``pool`` with
     ``callbacks``, resumed from ``run_dir`` (``--resume``) and checkpointed into it
     (``--checkpoint-every``) when ``run_dir`` is given."""
@@ -94,7 +97,8 @@ def run_rounds(command, settings: RunSettings, server, pool, callbacks: Sequence
         if command.checkpoint_every > 0:
             callbacks.append(CheckpointCallback(run_dir, command.checkpoint_every, settings.training.rounds,
                                                 server, pool, command))
-    return run_federation(server, pool, settings, callbacks, start_round=start, result=result)
+    return run_federation(server, pool, settings, callbacks, start_round=start, result=result,
+                          global_test=global_test)
 
 
 @dataclass(frozen=True)
@@ -176,10 +180,13 @@ def write_outputs(command, federation, spec, module, result: RunResult, out) -> 
     write_json(summary, out / "summary.json")
 
     print(format_ledger(result.privacy_records))
-    print(f"\ndownstream ({command.evaluation.selection} λ on validation; test split per client):")
-    print(f"  accuracy          {100 * summary['acc_mean']:.2f} ± {100 * summary['acc_std']:.2f} %")
-    print(f"  balanced accuracy {100 * summary['bacc_mean']:.2f} ± {100 * summary['bacc_std']:.2f} %")
-    print(f"  macro-F1          {100 * summary['f1_mean']:.2f} ± {100 * summary['f1_std']:.2f} %")
+    for prefix, where in (("", "test split per client"), ("global_", "class-balanced global test set")):
+        if f"{prefix}acc_mean" not in summary:
+            continue
+        print(f"\ndownstream ({command.evaluation.selection} λ on validation; {where}):")
+        for name, title in (("acc", "accuracy         "), ("bacc", "balanced accuracy"), ("f1", "macro-F1         ")):
+            print(f"  {title} {100 * summary[prefix + name + '_mean']:.2f} ± "
+                  f"{100 * summary[prefix + name + '_std']:.2f} %")
     note = ledger_note(result.privacy_records)
     if note:
         print("NOTE: " + note)

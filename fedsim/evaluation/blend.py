@@ -8,12 +8,14 @@ one (trained on synthetic data, or a federated model).  For λ in a grid,
 λ is chosen on *validation* data only, either one λ for all clients (``global`` rule:
 the best mean validation accuracy across clients, as the reference) or one per client
 (``per-client`` rule).  Test metrics are computed for every λ but never read by the
-choice; the reported figure is the test metric at the chosen λ.
+choice; the reported figure is the test metric at the chosen λ.  With a global test
+set (:mod:`fedsim.evaluation.global_test`) the same blend is also scored on it, as
+``global_acc``, ``global_bacc`` and ``global_f1`` (never read by the choice either).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal, Sequence
 
 import numpy as np
@@ -39,18 +41,34 @@ def blend_evaluation(client_id: int, y_val: np.ndarray, y_test: np.ndarray,
                      local_val: np.ndarray, global_val: np.ndarray,
                      local_test: np.ndarray, global_test: np.ndarray,
                      lambdas: Sequence[float] = DEFAULT_LAMBDAS,
-                     probes: dict[str, str] | None = None) -> ClientEvaluation:
+                     probes: dict[str, str] | None = None,
+                     global_test_set: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> ClientEvaluation:
     """Evaluate ``p_λ`` on the validation and test splits for every λ (``probes`` names
-    the chosen probes, for the record)."""
+    the chosen probes, for the record); with ``global_test_set = (y, local, global)``
+    (labels and both classifiers' probabilities on the global test set) also on it."""
     val_acc: list[float] = []
     test: dict[str, list[float]] = {"acc": [], "bacc": [], "f1": []}
+    if global_test_set is not None:
+        test.update({"global_acc": [], "global_bacc": [], "global_f1": []})
     for lam in lambdas:
         val_acc.append(classification_metrics(y_val, lam * local_val + (1 - lam) * global_val)["acc"])
         scores = classification_metrics(y_test, lam * local_test + (1 - lam) * global_test)
+        if global_test_set is not None:
+            y_global, local_global, global_global = global_test_set
+            pooled = classification_metrics(y_global, lam * local_global + (1 - lam) * global_global)
+            scores = scores | {f"global_{name}": value for name, value in pooled.items()}
         for name in test:
             test[name].append(scores[name])
     return ClientEvaluation(client_id, tuple(lambdas), np.asarray(val_acc),
                             {k: np.asarray(v) for k, v in test.items()}, dict(probes or {}))
+
+
+def kept_test_sets(evaluation: ClientEvaluation, test: str) -> ClientEvaluation:
+    """``evaluation`` with the test metrics of ``--evaluation.test``: the client split's
+    (``acc``, ``bacc``, ``f1``), the global test set's (``global_*``), or both."""
+    keep = {"client": lambda name: not name.startswith("global_"), "global": lambda name: name.startswith("global_"),
+            "both": lambda name: True}[test]
+    return replace(evaluation, test={name: values for name, values in evaluation.test.items() if keep(name)})
 
 
 def select_lambdas(evaluations: Sequence[ClientEvaluation], rule: SelectionRule) -> list[int]:
@@ -76,9 +94,12 @@ def chosen_results(evaluations: Sequence[ClientEvaluation], rule: SelectionRule)
 
 
 def summarize(rows: Sequence[dict]) -> dict[str, float]:
-    """Mean and standard deviation across clients of acc, bacc and f1."""
+    """Mean and standard deviation across clients of acc, bacc and f1 (and of their
+    ``global_`` versions when the rows have them)."""
     summary = {}
-    for name in ("acc", "bacc", "f1"):
+    for name in ("acc", "bacc", "f1", "global_acc", "global_bacc", "global_f1"):
+        if not rows or name not in rows[0]:
+            continue
         values = np.asarray([r[name] for r in rows], dtype=float)
         summary[f"{name}_mean"] = float(np.nanmean(values))
         summary[f"{name}_std"] = float(np.nanstd(values))

@@ -12,7 +12,8 @@
 
 Each returns one :class:`~fedsim.evaluation.blend.ClientEvaluation` per client, like the
 methods, so tables and sweeps can show them as rows (marked as bounds).  Like the
-methods, nothing here reads a test split except to score it.
+methods, nothing here reads a test split except to score it, and the global test set
+(``global_test``, :mod:`fedsim.evaluation.global_test`) is only scored too.
 """
 
 from __future__ import annotations
@@ -22,22 +23,25 @@ from typing import Callable
 import numpy as np
 
 from fedsim.data.federation import Federation
-from fedsim.evaluation.blend import ClientEvaluation, blend_evaluation
-from fedsim.evaluation.downstream import EvaluationConfig, evaluate_with_synthetic, local_probe
+from fedsim.evaluation.blend import ClientEvaluation, blend_evaluation, chosen_results, kept_test_sets
+from fedsim.evaluation.downstream import EvaluationConfig, evaluate_with_synthetic, local_probe, scored_global_test
+from fedsim.evaluation.global_test import GlobalTestSet, global_test_set
 from fedsim.evaluation.probe import fit_probe
 from fedsim.seeding import numpy_rng
 
-Bound = Callable[[Federation, EvaluationConfig, int], list[ClientEvaluation]]
+Bound = Callable[[Federation, EvaluationConfig, int, GlobalTestSet | None], list[ClientEvaluation]]
 
 
-def local_only(federation: Federation, evaluation: EvaluationConfig, seed: int) -> list[ClientEvaluation]:
+def local_only(federation: Federation, evaluation: EvaluationConfig, seed: int,
+               global_test: GlobalTestSet | None = None) -> list[ClientEvaluation]:
     """Each client's probe on its own train split (chosen on its validation split), alone."""
     rows = []
     for data in federation.clients:
         probe = local_probe(data, evaluation.probe, seed)
         val, test = probe.probabilities(data.x_val), probe.probabilities(data.x_test)
         rows.append(blend_evaluation(data.client_id, data.y_val, data.y_test, val, val, test, test, (1.0,),
-                                     {"local": probe.name}))
+                                     {"local": probe.name},
+                                     scored_global_test(global_test, probe.probabilities, probe.probabilities)))
     return rows
 
 
@@ -57,18 +61,20 @@ def pooled_real_draw(federation: Federation, labels: np.ndarray, rng: np.random.
     return out
 
 
-def pooled_real(federation: Federation, evaluation: EvaluationConfig, seed: int) -> list[ClientEvaluation]:
+def pooled_real(federation: Federation, evaluation: EvaluationConfig, seed: int,
+                global_test: GlobalTestSet | None = None) -> list[ClientEvaluation]:
     """The generators' protocol with each client's synthetic set made of real pooled train
     records with its own train label counts (stream ``(seed, "pooled-real", client)``)."""
     rows = []
     for data in federation.clients:
         labels = np.sort(data.y_train.astype(np.int64))
         records = pooled_real_draw(federation, labels, numpy_rng(seed, "pooled-real", data.client_id))
-        rows.append(evaluate_with_synthetic(data, records, labels, evaluation.probe, seed))
+        rows.append(evaluate_with_synthetic(data, records, labels, evaluation.probe, seed, global_test))
     return rows
 
 
-def centralised(federation: Federation, evaluation: EvaluationConfig, seed: int) -> list[ClientEvaluation]:
+def centralised(federation: Federation, evaluation: EvaluationConfig, seed: int,
+                global_test: GlobalTestSet | None = None) -> list[ClientEvaluation]:
     """One probe on the union of train splits (chosen on the union of validation splits),
     scored on each client's validation and test split."""
     clients = federation.clients
@@ -79,9 +85,19 @@ def centralised(federation: Federation, evaluation: EvaluationConfig, seed: int)
     for data in clients:
         val, test = probe.probabilities(data.x_val), probe.probabilities(data.x_test)
         rows.append(blend_evaluation(data.client_id, data.y_val, data.y_test, val, val, test, test, (0.0,),
-                                     {"global": probe.name}))
+                                     {"global": probe.name},
+                                     scored_global_test(global_test, probe.probabilities, probe.probabilities)))
     return rows
 
 
 BOUNDS: dict[str, Bound] = {"local-only": local_only, "pooled-real": pooled_real, "centralised": centralised}
-"""Bound name → function ``(federation, evaluation, seed) -> [ClientEvaluation per client]``."""
+"""Bound name → function ``(federation, evaluation, seed, global_test=None) -> [ClientEvaluation per client]``."""
+
+
+def bound_results(name: str, federation: Federation, evaluation: EvaluationConfig, seed: int) -> list[dict]:
+    """Per-client rows of bound ``name`` at the λ chosen on validation (``evaluation.selection``),
+    scored on the test sets of ``evaluation.test`` (the global test set built from
+    ``federation`` as for the methods): what the table and the sweeps report."""
+    global_test = None if evaluation.test == "client" else global_test_set(federation)
+    evaluations = BOUNDS[name](federation, evaluation, seed, global_test)
+    return chosen_results([kept_test_sets(e, evaluation.test) for e in evaluations], evaluation.selection)

@@ -3,19 +3,25 @@
 Files (all written atomically):
 
     table.md         Table 1 layout: rows = methods, column groups = configurations,
-                     ACC and BACC (%) mean ± std across clients (averaged over seeds),
-                     best mean per column in bold; then the same with ± across seeds,
-                     the ε each method really spent, the fidelity of its synthetic
-                     embeddings and the settings
-    table.csv        the Table 1 layout as CSV ("mean ± std" cells, ± across clients)
-    summary.csv      one numeric row per (method, configuration): every mean and both
-                     spreads of acc/bacc/f1, ε spent, fidelity metrics, seconds
-    clients.parquet  one row per (method, configuration, seed, client)
+                     ACC, BACC and global-test BACC (%) mean ± std across clients
+                     (averaged over seeds) and the ε spent, best mean per column in
+                     bold; below it the bounds (not methods) in the same layout; then
+                     the same with ± across seeds, the ε each method really spent, the
+                     fidelity of its synthetic embeddings and the settings
+    table.csv        the Table 1 layout as CSV ("mean ± std" cells, ± across clients),
+                     methods then bounds (column ``Kind``)
+    summary.csv      one numeric row per (row, configuration): every mean and both
+                     spreads of acc/bacc/f1 (and global_acc/global_bacc/global_f1, the
+                     global test set's), ε spent, fidelity metrics, seconds
+    clients.parquet  one row per (row, configuration, seed, client)
     table.png        bar chart of ACC and BACC per configuration and method (± across clients)
 
-A run record is a dict with ``row``, ``method``, ``configuration``,
-``configuration_label``, ``seed``, ``clients`` (per-client rows), ``epsilon_max``,
-``privacy_mode``, ``note``, ``fidelity`` and ``seconds``.
+A run record is a dict with ``row``, ``method``, ``kind`` (``method`` or ``bound``;
+``method`` when absent), ``configuration``, ``configuration_label``, ``seed``,
+``clients`` (per-client rows), ``epsilon_max``, ``privacy_mode``, ``note``,
+``fidelity`` and ``seconds``.  The global-test columns appear when the runs scored
+the global test set (``--evaluation.test global|both``), the client-split ones when
+they scored the clients' test splits (``client|both``).
 """
 
 from __future__ import annotations
@@ -29,12 +35,17 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from fedsim.evaluation.aggregate import aggregate
+from fedsim.evaluation.aggregate import SCORES, aggregate
 from fedsim.evaluation.fidelity import METRICS as FIDELITY_METRICS
 from fedsim.io_utils import atomic_path, write_parquet_atomic
 
-KEYS = ["row", "method", "configuration", "configuration_label"]
-TABLE_SCORES = (("acc", "ACC"), ("bacc", "BACC"))
+KEYS = ["row", "method", "kind", "configuration", "configuration_label"]
+TABLE_SCORES = (("acc", "ACC"), ("bacc", "BACC"), ("global_bacc", "global BACC"))
+ALL_SCORES = (*SCORES, *(f"global_{name}" for name in SCORES))
+
+
+def _identifiers(record: dict) -> dict:
+    return {key: record.get(key, "method") if key == "kind" else record[key] for key in (*KEYS, "seed")}
 
 
 def client_frame(records: Sequence[dict]) -> pd.DataFrame:
@@ -42,7 +53,7 @@ def client_frame(records: Sequence[dict]) -> pd.DataFrame:
     rows = []
     for record in records:
         for client in record["clients"]:
-            rows.append({key: record[key] for key in (*KEYS, "seed")} | client)
+            rows.append(_identifiers(record) | client)
     return pd.DataFrame(rows)
 
 
@@ -50,7 +61,7 @@ def run_frame(records: Sequence[dict]) -> pd.DataFrame:
     """One row per run: ε spent, privacy mode, fidelity, seconds."""
     rows = []
     for record in records:
-        row = {key: record[key] for key in (*KEYS, "seed")}
+        row = _identifiers(record)
         row.update(epsilon_max=float(record["epsilon_max"]), privacy_mode=record["privacy_mode"],
                    note=record["note"], seconds=float(record["seconds"]))
         row.update({f"fidelity_{k}": float(v) for k, v in record["fidelity"].items()})
@@ -60,7 +71,8 @@ def run_frame(records: Sequence[dict]) -> pd.DataFrame:
 
 def summary_frame(records: Sequence[dict]) -> pd.DataFrame:
     """Scores aggregated over clients and seeds, joined with per-run means over seeds."""
-    scores = aggregate(client_frame(records), KEYS)
+    clients = client_frame(records)
+    scores = aggregate(clients, KEYS, [s for s in ALL_SCORES if s in clients.columns])
     runs = run_frame(records)
     numeric = [c for c in runs.columns if c.startswith("fidelity_") or c in ("epsilon_max", "seconds")]
     means = runs.groupby(KEYS, sort=False)[numeric].mean().reset_index()
@@ -75,8 +87,9 @@ def _cell(mean: float, std: float, bold: bool) -> str:
     return f"**{text}**" if bold else text
 
 
-def table_layout(summary: pd.DataFrame, spread: str, markdown: bool) -> pd.DataFrame:
-    """Rows = methods, columns = (configuration, ACC/BACC) cells ``mean ± std``;
+def table_layout(summary: pd.DataFrame, spread: str, markdown: bool, epsilon: bool = False) -> pd.DataFrame:
+    """Rows = ``summary``'s rows, columns = (configuration, ACC/BACC/global BACC) cells
+    ``mean ± std`` (the scores the runs have), and with ``epsilon`` the ε spent;
     ``spread`` is ``clients`` or ``seeds``; the best mean of a column is bold (Markdown)."""
     methods = list(dict.fromkeys(summary["method"]))
     configurations = list(dict.fromkeys(summary["configuration_label"]))
@@ -84,13 +97,37 @@ def table_layout(summary: pd.DataFrame, spread: str, markdown: bool) -> pd.DataF
     for label in configurations:
         part = summary[summary["configuration_label"] == label].set_index("method")
         for score, title in TABLE_SCORES:
+            if f"{score}_mean" not in part:
+                continue
             means = part[f"{score}_mean"]
             best = means.max() if means.notna().any() else math.nan
             table[f"{label} {title} (%)"] = [
                 _cell(means.get(m, math.nan), part[f"{score}_std_{spread}"].get(m, math.nan),
                       markdown and m in means and means[m] == best)
                 for m in methods]
+        if epsilon:
+            table[f"{label} ε"] = [_epsilon_text(part["epsilon_max"].get(m, math.nan)) for m in methods]
     return table
+
+
+def methods_of(summary: pd.DataFrame) -> pd.DataFrame:
+    """The rows of methods (not bounds)."""
+    return summary[summary["kind"] != "bound"]
+
+
+def bounds_of(summary: pd.DataFrame) -> pd.DataFrame:
+    """The rows of bounds."""
+    return summary[summary["kind"] == "bound"]
+
+
+def csv_layout(summary: pd.DataFrame) -> pd.DataFrame:
+    """table.csv: the methods' layout (with ε), then the bounds', with a ``Kind`` column."""
+    parts = []
+    for kind, part in (("method", methods_of(summary)), ("bound", bounds_of(summary))):
+        if len(part):
+            parts.append(table_layout(part, "clients", markdown=False, epsilon=kind == "method")
+                         .assign(Kind=kind))
+    return pd.concat(parts, ignore_index=True)
 
 
 def _markdown(frame: pd.DataFrame) -> str:
@@ -106,7 +143,8 @@ def _epsilon_text(value: float) -> str:
 
 
 def privacy_layout(summary: pd.DataFrame) -> pd.DataFrame:
-    """ε really spent: the largest client ε, mean over seeds, per configuration."""
+    """ε really spent: the largest client ε, mean over seeds, per configuration (methods only)."""
+    summary = methods_of(summary)
     methods = list(dict.fromkeys(summary["method"]))
     table = pd.DataFrame({"Method": methods})
     for label in dict.fromkeys(summary["configuration_label"]):
@@ -131,21 +169,35 @@ def fidelity_layout(summary: pd.DataFrame) -> pd.DataFrame:
 def markdown_report(summary: pd.DataFrame, settings: dict[str, str]) -> str:
     """The whole ``table.md`` (module docstring)."""
     seeds = int(summary["seeds"].max())
+    methods, bounds = methods_of(summary), bounds_of(summary)
     parts = [
         f"# Table 1 — {settings.get('dataset', '')}",
-        f"ACC and BACC (%) on each client's test split at the λ chosen on validation data; "
-        f"mean ± std **across clients**, averaged over {seeds} seed(s). Best mean per column in bold.",
-        _markdown(table_layout(summary, "clients", markdown=True)),
+        f"ACC and BACC (%) on each client's test split, and global BACC on the class-balanced test set pooled "
+        f"from all clients' test splits (simulator-side, scored only), at the λ chosen on validation data; "
+        f"mean ± std **across clients**, averaged over {seeds} seed(s). Best mean per column in bold. "
+        f"ε: the largest client ε spent (∞: no DP).",
+    ]
+    if len(methods):
+        parts.append(_markdown(table_layout(methods, "clients", markdown=True, epsilon=True)))
+    if len(bounds):
+        parts += ["### Bounds (not methods)",
+                  "Reference rows computed from the federation, not by any method (no DP, real data): "
+                  "local-only = each client's probe on its own train split (no sharing); pooled-real = the "
+                  "generators' protocol with real pooled train records instead of synthetic ones (the non-private "
+                  "ceiling of any generator); centralised = one probe on the union of train splits.",
+                  _markdown(table_layout(bounds, "clients", markdown=False))]
+    parts += [
         "## Spread across seeds",
-        "The same means; ± is the std across seeds of the per-seed client means.",
-        _markdown(table_layout(summary, "seeds", markdown=True)),
+        "The same means; ± is the std across seeds of the per-seed client means (bounds last).",
+        _markdown(pd.concat([table_layout(part, "seeds", markdown=True) for part in (methods, bounds) if len(part)],
+                            ignore_index=True)),
         "## Privacy actually spent",
         "Largest per-client ε reported by the clients' accountants (mean over seeds); δ and the "
         "target ε are in the settings below.",
         _markdown(privacy_layout(summary)),
     ]
     notes: dict[str, list[str]] = {}
-    for method, note in zip(summary["method"], summary["note"]):
+    for method, note in zip(methods["method"], methods["note"]):
         if isinstance(note, str) and note and method not in notes.setdefault(note, []):
             notes[note].append(method)
     if notes:
@@ -161,7 +213,8 @@ def markdown_report(summary: pd.DataFrame, settings: dict[str, str]) -> str:
 
 
 def bar_chart(summary: pd.DataFrame, path: Path) -> None:
-    """ACC and BACC per configuration (groups) and method (bars), ± across clients."""
+    """BACC and global BACC (ACC and BACC without a global test set) per configuration
+    (groups) and row (bars, bounds included), ± across clients."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -169,10 +222,13 @@ def bar_chart(summary: pd.DataFrame, path: Path) -> None:
 
     methods = list(dict.fromkeys(summary["method"]))
     configurations = list(dict.fromkeys(summary["configuration_label"]))
-    figure, axes = plt.subplots(1, 2, figsize=(6 + 1.2 * len(configurations) * len(methods) / 3, 4), sharey=True)
+    scores = [(s, t) for s, t in TABLE_SCORES if f"{s}_mean" in summary][-2:]  # BACC and global BACC when scored
+    figure, axes = plt.subplots(1, len(scores), figsize=(6 + 1.2 * len(configurations) * len(methods) / 3, 4),
+                                sharey=True, squeeze=False)
+    axes = axes[0]
     width = 0.8 / len(methods)
     positions = np.arange(len(configurations))
-    for axis, (score, title) in zip(axes, TABLE_SCORES):
+    for axis, (score, title) in zip(axes, scores):
         for index, method in enumerate(methods):
             part = summary[summary["method"] == method].set_index("configuration_label")
             means = [100 * part[f"{score}_mean"].get(c, np.nan) for c in configurations]
@@ -205,7 +261,7 @@ def write_reports(records: Sequence[dict], out: Path, settings: dict[str, str]) 
     write_parquet_atomic(pa.Table.from_pandas(clients, preserve_index=False), out / "clients.parquet")
     summary = summary_frame(records)
     _write_text(summary.to_csv(index=False), out / "summary.csv")
-    _write_text(table_layout(summary, "clients", markdown=False).to_csv(index=False), out / "table.csv")
+    _write_text(csv_layout(summary).to_csv(index=False), out / "table.csv")
     _write_text(markdown_report(summary, settings), out / "table.md")
     bar_chart(summary, out / "table.png")
     return summary

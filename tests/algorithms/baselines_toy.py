@@ -14,6 +14,7 @@ from fedsim.data.dataset import EmbeddingDataset
 from fedsim.data.federation import DataConfig, Federation, build_federation
 from fedsim.evaluation.blend import chosen_results
 from fedsim.evaluation.downstream import EvaluationConfig
+from fedsim.evaluation.global_test import global_test_set
 from fedsim.privacy.config import PrivacyConfig
 from fedsim.simulation import LocalClientPool, run_federation
 
@@ -35,9 +36,11 @@ def spec_of(federation: Federation) -> FederationSpec:
 
 
 def run(algorithm: str, method, federation: Federation, rounds: int = 5, epsilon: float = float("inf"),
-        local_epochs: int = 1, seed: int = 0, selection: str = "global", batch_size: int | None = None, **privacy):
+        local_epochs: int = 1, seed: int = 0, selection: str = "global", batch_size: int | None = None,
+        global_test: bool = True, **privacy):
     """Run a whole federation in process; return (result, per-client rows, pool, server)
-    (``batch_size`` None: the method's default B from its registry record).  Toy runs are
+    (``batch_size`` None: the method's default B from its registry record; ``global_test``:
+    also score the class-balanced global test set of ``federation``'s test splits).  Toy runs are
     compared bit for bit, so their DP noise is the seeded one unless ``reproducible_noise=False``
     is passed (the secure source is tested in tests/privacy/test_secure_noise.py)."""
     privacy.setdefault("reproducible_noise", True)
@@ -48,7 +51,8 @@ def run(algorithm: str, method, federation: Federation, rounds: int = 5, epsilon
     spec = spec_of(federation)
     server = module.make_server(spec, settings)
     pool = LocalClientPool(federation, spec, settings)
-    result = run_federation(server, pool, settings)
+    result = run_federation(server, pool, settings,
+                            global_test=global_test_set(federation) if global_test else None)
     return result, chosen_results(result.evaluations, selection), pool, server
 
 

@@ -84,6 +84,7 @@ def test_selection_and_training_never_read_test_data(federation):
     for name, value in clean.artifact.model.state_dict().items():
         assert torch.equal(value, poisoned.artifact.model.state_dict()[name])
     assert mean(poisoned_rows, "acc") < mean(clean_rows, "acc")  # the poison did reach the test split
+    assert mean(poisoned_rows, "global_acc") < mean(clean_rows, "global_acc")  # and the global test set
 
 
 def test_same_seed_same_result(federation):

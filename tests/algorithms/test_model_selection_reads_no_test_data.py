@@ -1,7 +1,8 @@
 """Model selection and training never read a client's test split: the synthetic-data
 methods give the same λ choices, validation accuracies and released generator when
-every test split is replaced by noise with permuted labels, while the test metrics
-move (the poison did reach the test split).  The default probe preset (``tuned``) chooses
+every test split is replaced by noise with permuted labels — and with it the global
+test set pooled from the test splits — while the test metrics on both move (the poison
+did reach them).  The default probe preset (``tuned``) chooses
 its regularisation per client; those choices do not move either.  (FedAvg/FedProx/FedLambda: test_fedavg.py,
 DP-CVAE: test_dp_cvae.py.)"""
 
@@ -29,9 +30,9 @@ METHODS = [
 def test_selection_and_training_never_read_test_data(algorithm, config, batch_size, selection):
     federation = toy_federation()
     clean, clean_rows, _, _ = run(algorithm, config, federation, rounds=2, epsilon=1.0, selection=selection,
-                                  batch_size=batch_size)
+                                  batch_size=batch_size, reproducible_noise=True)
     poisoned, poisoned_rows, _, _ = run(algorithm, config, poison_test(federation), rounds=2, epsilon=1.0,
-                                        selection=selection, batch_size=batch_size)
+                                        selection=selection, batch_size=batch_size, reproducible_noise=True)
     assert [r["lambda"] for r in clean_rows] == [r["lambda"] for r in poisoned_rows]
     assert [r["val_acc"] for r in clean_rows] == [r["val_acc"] for r in poisoned_rows]
     assert [e.probes for e in clean.evaluations] == [e.probes for e in poisoned.evaluations]  # tuned probe choices
@@ -39,3 +40,4 @@ def test_selection_and_training_never_read_test_data(algorithm, config, batch_si
     np.testing.assert_array_equal(clean.artifact.sample(labels, torch.Generator().manual_seed(0)),
                                   poisoned.artifact.sample(labels, torch.Generator().manual_seed(0)))
     assert mean(poisoned_rows, "acc") != mean(clean_rows, "acc")
+    assert mean(poisoned_rows, "global_acc") != mean(clean_rows, "global_acc")  # the global test set is poisoned too

@@ -45,7 +45,7 @@ INVALID: dict[str, list[str] | str] = {
     "training.rounds": ["0"], "training.local_epochs": ["0"], "training.batch_size": ["0"],
     "training.client_fraction": ["0"], "training.synthetic_size": ["-1"],
     # --evaluation.*
-    "evaluation.selection": ["best"], "evaluation.synthetic_labels": ["none"], "evaluation.probe.steps": ["0"],
+    "evaluation.selection": ["best"], "evaluation.synthetic_labels": ["none"], "evaluation.test": ["pooled"], "evaluation.probe.steps": ["0"],
     "evaluation.probe.lr": ["0"], "evaluation.probe.weight_decay": ["-1"], "evaluation.probe.preset": ["auto"],
     "evaluation.probe.inverse_l2": ["0"], "evaluation.probe.class_weight": ["auto"],
     "evaluation.probe.max_iter": ["0"], "evaluation.probe.tolerance": ["0"],
@@ -64,6 +64,9 @@ INVALID: dict[str, list[str] | str] = {
     **{f"fedavg.{name}": value for name, value in _fedavg_family({}).items()},
     **{f"fedprox.{name}": value for name, value in _fedavg_family({"mu": ["-0.5"]}).items()},
     **{f"fedlambda.{name}": value for name, value in _fedavg_family({}).items()},
+    # dp-fedavg / dp-fedprox: private is a flag whose --no- form is refused (tests/commands/test_table_command.py)
+    **{f"dp_fedavg.{name}": value for name, value in _fedavg_family({}).items()},
+    **{f"dp_fedprox.{name}": value for name, value in _fedavg_family({"mu": ["-0.5"]}).items()},
     **{f"dp_cvae.{name}": value for name, value in {
         "hidden_dim": ["0"], "hidden_layers": ["0"], "latent_dim": ["0"], "beta": ["-1"], "lr": ["0"],
         **_scaling()}.items()},

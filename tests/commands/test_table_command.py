@@ -23,9 +23,11 @@ TINY = [
     "--run.dp-cvae.hidden-dim", "16", "--run.dp-cvae.latent-dim", "4",
     "--run.dp-cgan.latent-dim", "4", "--run.dp-cgan.generator-hidden", "16", "16",
     "--run.dp-cgan.discriminator-hidden", "16", "16",
-    "--run.evaluation.probe.steps", "20",
-    "--run.privacy.reproducible-noise",  # the rerun must reproduce the same table
+    "--run.evaluation.probe.steps", "20", "--run.privacy.reproducible-noise",
 ]
+METHOD_LABELS = ["FedAvg (no DP)", "FedProx (no DP)", "FedLambda (no DP)", "DP-CGAN", "DP-CVAE", "FedHypeVAE",
+                 "DP-FedAvg", "DP-FedProx", "dp-stats"]
+BOUND_LABELS = ["local-only (bound)", "pooled-real (bound)", "centralised (bound)"]
 
 
 @pytest.fixture(autouse=True)
@@ -51,23 +53,38 @@ def count_runs(monkeypatch):
 def test_table_end_to_end_and_resume(tmp_path, count_runs, capsys):
     out = tmp_path / "table"
     assert main(["table", *TINY, "--out", str(out)]) == 0
-    assert len(count_runs) == 12  # 6 methods × (IID, α = 0.5) × 1 seed
+    assert len(count_runs) == 24  # (9 methods + 3 bounds) × (IID, α = 0.5) × 1 seed
     for name in ("table.md", "table.csv", "summary.csv", "clients.parquet", "table.png", "table_config.json"):
         assert (out / name).stat().st_size > 0
     assert (out / "table.png").read_bytes()[:4] == b"\x89PNG"
     markdown = (out / "table.md").read_text()
-    for heading in ("FedAvg", "FedProx", "FedLambda", "DP-CGAN", "DP-CVAE", "FedHypeVAE", "IID ACC (%)",
-                    "α = 0.5 BACC (%)", "Privacy actually spent", "Fidelity", "**"):
+    main_table, bounds_table = markdown.split("## Spread across seeds")[0].split("### Bounds (not methods)")
+    for label in METHOD_LABELS:
+        assert f"| {label} |" in main_table and f"| {label} |" not in bounds_table
+    for label in BOUND_LABELS:
+        assert f"| {label} |" in bounds_table and f"| {label} |" not in main_table
+    for heading in ("IID ACC (%)", "α = 0.5 BACC (%)", "IID global BACC (%)", "α = 0.5 ε", "Privacy actually spent",
+                    "Fidelity", "**"):
         assert heading in markdown
-    assert "∞ (no DP)" in markdown
+    assert "∞ (no DP)" in main_table and "1.000" in main_table
+    printed = capsys.readouterr().out
+    assert all(label in printed for label in METHOD_LABELS + BOUND_LABELS) and "global BACC" in printed
     clients = pd.read_parquet(out / "clients.parquet")
-    assert len(clients) == 12 * 3 and {"lambda", "acc", "bacc", "f1", "epsilon", "seed"} <= set(clients.columns)
+    assert len(clients) == 24 * 3
+    assert {"lambda", "acc", "bacc", "f1", "global_acc", "global_bacc", "epsilon", "seed", "kind"} <= set(clients.columns)
+    assert clients["global_bacc"].notna().all()
     summary = pd.read_csv(out / "summary.csv")
-    assert {"acc_mean", "acc_std_clients", "acc_std_seeds", "epsilon_max", "fidelity_mmd2"} <= set(summary.columns)
-    private = summary[summary["method"].isin(["DP-CGAN", "DP-CVAE", "FedHypeVAE"])]
+    assert {"acc_mean", "acc_std_clients", "acc_std_seeds", "global_bacc_mean", "epsilon_max",
+            "fidelity_mmd2"} <= set(summary.columns)
+    private = summary[summary["method"].isin(["DP-CGAN", "DP-CVAE", "FedHypeVAE", "DP-FedAvg", "DP-FedProx",
+                                              "dp-stats"])]
+    assert len(private) == 12
     assert (private["epsilon_max"] <= 1.0 + 1e-6).all() and (private["epsilon_max"] > 0.9).all()
-    assert private["fidelity_mmd2"].notna().all()
-    assert len(pd.read_csv(out / "table.csv")) == 6
+    assert private[private["method"].isin(["DP-CGAN", "DP-CVAE", "FedHypeVAE", "dp-stats"])]["fidelity_mmd2"].notna().all()
+    bounds = summary[summary["kind"] == "bound"]
+    assert sorted(bounds["method"].unique()) == sorted(BOUND_LABELS) and bounds["fidelity_mmd2"].isna().all()
+    table_csv = pd.read_csv(out / "table.csv")
+    assert list(table_csv["Kind"]) == ["method"] * 9 + ["bound"] * 3
     first_markdown = markdown
 
     count_runs.clear()
@@ -76,26 +93,37 @@ def test_table_end_to_end_and_resume(tmp_path, count_runs, capsys):
     assert (out / "table.md").read_text() == first_markdown
 
     (out / "results" / "dp-cvae__iid__seed0.json").unlink()   # an interrupted table
+    (out / "results" / "bound-pooled-real__dirichlet-0.5__seed0.json").unlink()
     assert main(["table", *TINY, "--out", str(out)]) == 0
-    assert count_runs == ["dp-cvae__iid__seed0.json"]
+    assert count_runs == ["dp-cvae__iid__seed0.json", "bound-pooled-real__dirichlet-0.5__seed0.json"]
     assert (out / "table.md").read_text() == first_markdown     # same seed, same result
 
 
 def test_changed_configuration_is_refused(tmp_path, count_runs, capsys):
     out = tmp_path / "table"
-    args = [*TINY, "--methods", "fedavg", "--out", str(out)]
+    args = [*TINY, "--methods", "fedavg", "--bounds", "local-only", "--out", str(out)]
     assert main(["table", *args]) == 0
     assert main(["table", *args, "--run.training.rounds", "1"]) == 2
     assert "different configuration" in capsys.readouterr().err
     record = json.loads((out / "results" / "fedavg__iid__seed0.json").read_text())
     assert record["config"]["training"]["rounds"] == 2
+    assert main(["table", *args, "--run.evaluation.test", "client"]) == 2  # a bound's options changed too
+
+
+def test_bound_records_ignore_method_options(tmp_path):
+    table = TableCommand(bounds=("centralised",), methods=("fedavg",), quick=True)
+    other = dataclasses.replace(table, run=dataclasses.replace(table.run, training=dataclasses.replace(
+        table.run.training, rounds=7)))
+    bound, = [r for r in table_run.plan(table) if r.row.kind == "bound" and r.configuration.key == "iid"]
+    same, = [r for r in table_run.plan(other) if r.row.kind == "bound" and r.configuration.key == "iid"]
+    assert table_run.fingerprint(bound.command, bound.row) == table_run.fingerprint(same.command, same.row)
 
 
 def test_plan_with_ablations_and_presets():
     table = TableCommand(ablations=True, quick=True, seeds=(4, 5))
     runs = table_run.plan(table)
-    assert len(runs) == (6 + 4) * 2 * 1
-    assert {r.seed for r in runs} == {4} and {r.command.training.rounds for r in runs} == {2}
+    assert len(runs) == (9 + 4 + 3) * 2 * 1
+    assert {r.seed for r in runs} == {4} and {r.command.training.rounds for r in runs if r.row.kind == "method"} == {2}
     by_key = {r.row.key: r.command for r in runs if r.configuration.key == "dirichlet-0.3"}
     assert by_key["fedhypevae-no-hypernetwork"].fedhypevae.hypernetwork is False
     assert by_key["fedhypevae-no-mmd"].fedhypevae.lambda_mmd == 0.0
@@ -107,7 +135,9 @@ def test_plan_with_ablations_and_presets():
 
 
 @pytest.mark.parametrize("args,message", [(["--methods"], "methods"), (["--no-iid", "--alphas"], "configuration"),
-                                          (["--methods", "fedavg", "--ablations"], "ablations")])
+                                          (["--methods", "fedavg", "--ablations"], "ablations"),
+                                          (["--bounds", "local-only", "local-only"], "--bounds"),
+                                          (["--run.dp-fedavg.no-private"], "--run.dp-fedavg.private")])
 def test_bad_options_are_one_sentence_errors(tmp_path, args, message, capsys):
     assert main(["table", "--out", str(tmp_path / "t"), *args]) == 2
     assert message in capsys.readouterr().err
@@ -143,4 +173,5 @@ def test_one_source_per_run_option():
     run = table_run.plan(table)[0].command
     assert run.training.rounds == 50 and run.data.partition_seed == 0 and run.backend == "local"
     labels = [row.name for row in table_run.table_rows(table)]
-    assert labels == ["FedAvg", "FedProx", "FedLambda", "DP-CGAN", "DP-CVAE", "FedHypeVAE"]
+    assert labels == METHOD_LABELS
+    assert [row.name for row in table_run.bound_rows(table)] == BOUND_LABELS

@@ -99,3 +99,45 @@ def test_bad_input_exits_2_with_one_sentence(tmp_path, capsys, argv, message):
     assert main([a.format(tmp=tmp_path) for a in argv]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and message in err and "Traceback" not in err
+
+
+def fake_bounds() -> pd.DataFrame:
+    rows = [{"bound": name, "alpha": alpha, "seed": seed, "bacc_mean": level + 0.01 * seed, "bacc_std": 0.02,
+             "global_bacc_mean": level - 0.05, "global_bacc_std": 0.02}
+            for name, level in (("local-only", 0.4), ("pooled-real", 0.8), ("centralised", 0.9))
+            for alpha in ("0.3", "iid") for seed in (0, 1)]
+    return pd.DataFrame(rows)
+
+
+def test_epsilon_plot_draws_bounds_as_bands_and_private_methods_as_curves(tmp_path, monkeypatch):
+    from matplotlib.collections import PolyCollection
+    from matplotlib.patches import Polygon, Rectangle
+
+    import sweeps.plots as plots
+
+    figures = []
+    monkeypatch.setattr(plots, "_save", lambda figure, path: figures.append(figure) or path)
+    bounds = fake_bounds()
+    plots.plot_bacc_vs_epsilon(fake_results(), tmp_path / "p.png", bounds)
+    axes = [ax for ax in figures[0].axes if ax.get_visible()]
+    assert len(axes) == 2  # α = 0.3 and IID
+    for ax, alpha in zip(axes, ("0.3", "iid")):
+        lines = {line.get_label(): line for line in ax.get_lines()}
+        for name in ("local-only", "pooled-real", "centralised"):
+            y = lines[f"{name} (bound)"].get_ydata()
+            expected = bounds[(bounds["bound"] == name) & (bounds["alpha"] == alpha)]["bacc_mean"]
+            assert np.allclose(y, 100 * expected.mean())  # a horizontal line at the mean over seeds
+        spans = [p for p in ax.patches if isinstance(p, (Polygon, Rectangle)) and p.get_hatch() == "//"]
+        assert len(spans) == 3  # one band per bound
+        heights = [p.get_height() if isinstance(p, Rectangle) else float(np.ptp(np.asarray(p.get_xy())[:, 1]))
+                   for p in spans]
+        assert np.allclose(heights, 2 * 100 * bounds.groupby(["bound", "alpha"])["bacc_mean"].std().iloc[0])
+        # the private methods are curves over ε (one point per finite ε and ∞), fedavg (no DP) a flat line
+        curves = [c for c in ax.collections if isinstance(c, PolyCollection)]
+        assert len(curves) >= 2 and "fedavg (no DP)" in lines
+
+
+def test_report_with_bounds_tabulates_them(tmp_path):
+    write_report(fake_results(), tmp_path, bounds=fake_bounds())
+    text = (tmp_path / "summary.md").read_text()
+    assert "## Bounds (not methods)" in text and "| pooled-real (bound) | IID | 2 |" in text

@@ -45,6 +45,10 @@ def test_small_sweep_writes_results_and_plots_then_resumes(tmp_path, capfd, loca
     for name in ("bacc_vs_epsilon.png", "bacc_vs_alpha.png", "lambda_heatmap.png"):
         assert (out / "plots" / name).stat().st_size > 1000
     assert "| fedhypevae | 1 0.001 0.001 | 0.3 |" in (out / "summary.md").read_text()
+    assert results["global_bacc_mean"].notna().all()  # the class-balanced global test set (--evaluation.test both)
+    bounds = pd.read_parquet(out / "bounds.parquet")    # once per α × seed, not per trial
+    assert len(bounds) == 3 * 2 and set(bounds["bound"]) == {"local-only", "pooled-real", "centralised"}
+    assert "## Bounds (not methods)" in (out / "summary.md").read_text()
     run_dirs = sorted(p.name for p in (out / "runs").iterdir())
     assert run_dirs == sorted(results["name"])
     stamps = {p: p.stat().st_mtime_ns for p in (out / "runs").glob("*/summary.json")}

@@ -20,6 +20,7 @@ from fedsim.algorithms.fedhypevae.synthesis import GeneratorArtifact
 from fedsim.algorithms.spec import FederationSpec, TrainingConfig
 from fedsim.evaluation.blend import ClientEvaluation
 from fedsim.evaluation.downstream import EvaluationConfig, evaluate_generator
+from fedsim.evaluation.global_test import GlobalTestSet
 from fedsim.models.fedhypevae import FedHypeVAEModel, is_shared, project_to_ball
 from fedsim.models.init import seeded
 from fedsim.privacy.accounting import calibrate_release_noise
@@ -149,10 +150,11 @@ class FedHypeVAEClient:
             state.accountant.record(sigma, 1.0, 1, kind="release")
         return stats
 
-    def evaluate(self, artifact: GeneratorArtifact) -> ClientEvaluation:
+    def evaluate(self, artifact: GeneratorArtifact, global_test: GlobalTestSet | None = None) -> ClientEvaluation:
         """Reference protocol: local classifier on real train data blended with one trained
-        on synthetic data sampled from the shared generator."""
-        return evaluate_generator(self.data, artifact, self.evaluation, self.seed)
+        on synthetic data sampled from the shared generator (``global_test``: the
+        simulator's global test set, scored only)."""
+        return evaluate_generator(self.data, artifact, self.evaluation, self.seed, global_test)
 
     def privacy_record(self) -> ClientPrivacyRecord:
         return privacy_record(self.client_id, self.privacy_state, self.stats_noise_multiplier,
