@@ -1,0 +1,66 @@
+"""The options of ``python -m fedsim.audit`` (tyro): the federation options of a run
+(``--algorithm``, ``--privacy.*``, ``--training.*``, ``--data.*``, every method's group)
+plus the audit's own."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fedsim.algorithms.registry import DEFAULT_METHOD, MethodName, method
+from fedsim.algorithms.spec import TrainingConfig
+from fedsim.commands.federation_options import FederationOptions
+from fedsim.data.federation import DataConfig
+from fedsim.validation import check
+
+AUDIT_DATA = DataConfig(num_clients=1, partition="iid")
+"""The audit's default federation: one client holding every record (the client is audited alone)."""
+AUDIT_TRAINING = TrainingConfig(rounds=10)
+"""The audit's default schedule: 10 rounds (σ is calibrated for the rounds run, so the claimed ε
+is the same as at 30; ``--training.rounds 30`` audits ``train``'s default schedule, ~3× longer)."""
+
+
+@dataclass(frozen=True)
+class AuditCommand(FederationOptions):
+    """A one-run privacy audit (Steinke, Nasr & Jagielski 2023) of one client's DP-SGD:
+    Dirac gradient canaries, each included with probability ½, scores from the released
+    privatized gradients, and the empirical lower bound ε_lb next to the claimed ε."""
+
+    data: DataConfig = field(default=AUDIT_DATA)
+    """Dataset, partition and split options (default: one client with every record; client 0 is audited)."""
+    training: TrainingConfig = field(default=AUDIT_TRAINING)
+    """Federated schedule of the audited run (default: 10 rounds of one local epoch)."""
+    algorithm: MethodName = DEFAULT_METHOD
+    """DP-SGD method to audit (one record each in fedsim.algorithms.registry); its options are --<method>.*."""
+    seed: int = 0
+    """The run's one seed (data, model, canary coordinates and inclusion bits); the DP noise
+    is from the OS's secure generator unless --privacy.reproducible-noise."""
+    canaries: int = 1000
+    """Number m of Dirac gradient canaries (distinct coordinates of the released parameters),
+    each included with probability ½."""
+    beta: float = 0.05
+    """Significance level β: with probability ≥ 1 − β an (ε, δ)-DP client yields ε_lb ≤ ε."""
+    out: Path | None = None
+    """Directory for audit.json and scores.png (default: audits/<algorithm>-eps<ε>-<UTC time>)."""
+    threads: int = 0
+    """torch threads in this process (0 = all cores)."""
+
+    def method_config(self):
+        """The frozen config of the audited algorithm."""
+        return getattr(self, method(self.algorithm).field)
+
+    def validate(self, prefix: str = "--") -> None:
+        """Check every option before any work starts (``UserError`` naming the first invalid one)."""
+        method(self.algorithm, prefix + "algorithm")
+        self.validate_federation(prefix)
+        check(self, prefix, [
+            ("canaries", self.canaries >= 2, "an integer >= 2"),
+            ("beta", 0 < self.beta < 1, "a number in (0, 1)"),
+            ("threads", self.threads >= 0, "an integer >= 0 (0 = all cores)"),
+        ])
+
+    def execute(self) -> int:
+        from fedsim.audit.report import audit_and_report
+
+        audit_and_report(self)
+        return 0

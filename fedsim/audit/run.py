@@ -1,0 +1,99 @@
+"""One audited run: a federation of the audited client, its DP-SGD with Dirac gradient
+canaries (:mod:`fedsim.audit.canaries`), the scores, the guesses and ``ε_lb``
+(:mod:`fedsim.audit.bound`).
+
+The audit trains the server and **one** client (the federation's client 0) for
+``--training.rounds`` rounds exactly as a normal run does (same client class, plan,
+optimizer, noise source), except that its trainer is wrapped in
+:class:`~fedsim.audit.canaries.AuditedDPTrainer`.  One client suffices: the claimed ε is
+per client (sample level), and what other clients send is independent of this one's
+records.  The statistics release, finalisation and evaluation are not run: the audit
+covers the client's DP-SGD, whose ε share is ``1 − stats_epsilon_fraction`` of the
+target for FedHypeVAE; ``claimed_epsilon`` is the ε the client's accountant reports for
+the steps run, so the comparison is like for like.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from fedsim.algorithms.registry import RunSettings, method
+from fedsim.algorithms.spec import FederationSpec
+from fedsim.audit.bound import AuditBound, audit_guesses
+from fedsim.audit.canaries import AuditedDPTrainer, GradientCanaries, released_shapes
+from fedsim.data.federation import load_federation
+from fedsim.errors import UserError
+from fedsim.privacy.dp_trainer import DPTrainer
+from fedsim.seeding import numpy_rng
+
+
+@dataclass(frozen=True)
+class AuditResult:
+    """Scores, inclusion bits and the bound of one audited run."""
+
+    scores: np.ndarray
+    included: np.ndarray
+    times_sampled: np.ndarray
+    bound: AuditBound
+    auc: float
+    claimed_epsilon: float
+    delta: float
+    plan: dict
+    steps: int
+    num_records: int
+    seconds: float
+
+
+def roc_auc(scores: np.ndarray, included: np.ndarray) -> float:
+    """P[score of an included canary > score of an excluded one] (ties count ½): the
+    Mann–Whitney form of the ROC AUC."""
+    positive, negative = scores[included], scores[~included]
+    if len(positive) == 0 or len(negative) == 0:
+        return float("nan")
+    greater = (positive[:, None] > negative[None, :]).sum()
+    ties = (positive[:, None] == negative[None, :]).sum()
+    return float((greater + 0.5 * ties) / (len(positive) * len(negative)))
+
+
+def run_audit(command) -> AuditResult:
+    """Run the audit of ``command`` (a :class:`~fedsim.audit.command.AuditCommand`, validated)."""
+    started = time.perf_counter()
+    record = method(command.algorithm)
+    federation = load_federation(command.data, command.seed)
+    spec = FederationSpec(len(federation.clients), federation.num_classes, federation.dim,
+                          tuple(federation.class_names))
+    settings = RunSettings(command.algorithm, getattr(command, record.field), command.privacy,
+                           command.training, command.evaluation, command.seed)
+    module = record.implementation()
+    server = module.make_server(spec, settings)
+    client = module.make_client(federation.clients[0], spec, settings)
+    trainer = getattr(client, "trainer", None)
+    if not isinstance(trainer, DPTrainer):
+        raise UserError(f"--algorithm {command.algorithm} trains no model by DP-SGD; the gradient-canary "
+                        "audit needs a DP-SGD method.")
+    shapes = released_shapes(trainer, set(server.broadcast()))
+    total = sum(int(np.prod(shape)) for shape in shapes.values())
+    if command.canaries > total:
+        raise UserError(f"--canaries must be at most {total} (the coordinates the client releases), "
+                        f"got {command.canaries}.")
+    canaries = GradientCanaries(shapes, command.canaries, numpy_rng(command.seed, "audit-canaries"))
+    client.trainer = AuditedDPTrainer(trainer, canaries)
+    for round_index in range(command.training.rounds):
+        update, _ = client.local_round(server.broadcast(), round_index)
+        server.aggregate([update])
+    state = client.privacy_state
+    bound = audit_guesses(canaries.scores, canaries.included, command.privacy.delta, command.beta)
+    return AuditResult(canaries.scores.copy(), canaries.included.copy(), canaries.times_sampled.copy(), bound,
+                       roc_auc(canaries.scores, canaries.included), float(state.epsilon()), command.privacy.delta,
+                       state.plan.as_dict(), canaries.steps, len(federation.clients[0].x_train),
+                       time.perf_counter() - started)
+
+
+def set_threads(threads: int) -> None:
+    """``torch.set_num_threads`` unless 0 (all cores)."""
+    if threads > 0:
+        torch.set_num_threads(threads)
