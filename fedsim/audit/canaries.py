@@ -101,7 +101,7 @@ class AuditedDPTrainer(DPTrainer):
         self.canaries = canaries
 
     def gradient(self, batch: RecordBatch) -> Params:
-        state, plan = self.privacy_state, self.privacy_state.plan
+        state, plan = self.privacy_state, self.privacy_state.sgd_plan()
         gradient = super().gradient(batch)
         indices = state.noise.poisson_batch(self.canaries.count, plan.sample_rate).numpy()
         sampled = np.zeros(self.canaries.count, dtype=bool)

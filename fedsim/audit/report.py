@@ -66,7 +66,7 @@ def write_histogram(result: AuditResult, claimed: float, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     figure, axes = plt.subplots(figsize=(6, 3.6))
-    bins = np.histogram_bin_edges(result.scores, bins=40)
+    bins = [float(edge) for edge in np.histogram_bin_edges(result.scores, bins=40)]
     axes.hist(result.scores[~result.included], bins=bins, alpha=0.6, label="excluded")
     axes.hist(result.scores[result.included], bins=bins, alpha=0.6, label="included")
     axes.set_xlabel("score Σ_t g̃_t[k]")
