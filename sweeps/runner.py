@@ -196,8 +196,13 @@ def run_sweep(options) -> int:
     written = [write_frame(results, out / "results.parquet")]
     if len(rounds):
         written.append(write_frame(rounds, out / "rounds.parquet"))
-    bounds = bounds_frame(base, grid)
-    written.append(write_frame(bounds, out / "bounds.parquet"))
+    try:
+        bounds = bounds_frame(base, grid)
+    except UserError as error:  # e.g. the data a trial could not read: the trials report it
+        bounds = None
+        print(f"sweep: bounds not computed ({error})", file=sys.stderr)
+    if bounds is not None:
+        written.append(write_frame(bounds, out / "bounds.parquet"))
     written += write_report(results, out, wall_seconds=wall, bounds=bounds)
     for path in written:
         print(f"wrote {path}")

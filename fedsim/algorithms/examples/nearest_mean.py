@@ -62,8 +62,8 @@ class NearestMeanClient:
     def release(self):
         return None
 
-    def evaluate(self, artifact: ClassMeans):
-        return evaluate_global_only(self.data, artifact)
+    def evaluate(self, artifact: ClassMeans, global_test=None):
+        return evaluate_global_only(self.data, artifact, global_test=global_test)
 
     def privacy_record(self):
         return privacy_record(self.client_id, self.privacy_state, None, None)
