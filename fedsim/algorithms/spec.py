@@ -30,7 +30,7 @@ class TrainingConfig:
     client_fraction: float = 1.0
     """Fraction of clients sampled per round (seeded; 1.0 = every client every round)."""
     synthetic_size: int = 0
-    """Size of the released synthetic set written to synthetic.parquet (0 = the federation's total train size)."""
+    """Size of the released synthetic set written to synthetic.parquet (0 = the federation's total train size; with DP, the released DP count of it)."""
 
     def validate(self, prefix: str = "--training.") -> None:
         """Raise a ``UserError`` naming the first invalid option (as on the CLI, under ``prefix``)."""
