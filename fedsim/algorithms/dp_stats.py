@@ -212,6 +212,7 @@ class GaussianClassGenerator:
     residual_std: Tensor        # (K, d)
     label_distribution: Tensor  # (K,)
     valid: Tensor               # (K,) bool: classes with their own statistics
+    released_records: float | None = None  # Σ of the released noisy class counts (a DP count)
 
     def covariances(self) -> Tensor:
         """``F_y F_yᵀ + diag(s_y²)`` per class, (K, d, d)."""
@@ -279,7 +280,8 @@ def class_generator(releases: Sequence[DPStatsRelease], config: DPStatsConfig) -
         residuals.append(residual)
     counts = torch.where(moments.valid, statistics.counts, torch.zeros_like(statistics.counts))
     return GaussianClassGenerator(torch.stack(means), torch.stack(factors), torch.stack(residuals),
-                                  label_distribution(counts), moments.valid.clone())
+                                  label_distribution(counts), moments.valid.clone(),
+                                  float(statistics.counts.clamp_min(0.0).sum()))
 
 
 class DPStatsServer(SharedStateServer):

@@ -34,7 +34,7 @@ class PrivacyConfig:
     second moments); default √d, which suits features of unit scale."""
     covariance: Literal["diag", "full"] = "diag"
     """Second moments released per class: the diagonal (d numbers) or the full d×d matrix."""
-    max_records: int = 4096
+    max_records: int = 2048
     """Public bound on each client's train records; it defines the neighbouring relation
     (add/remove one record, with every client's size hidden).  DP-SGD is planned from it
     (``q = B / max_records``, ``T = (rounds + reserved_rounds) × local_epochs ×
@@ -42,9 +42,13 @@ class PrivacyConfig:
     synthetic set's size use DP counts, never the exact n_i.  A client with more records
     keeps ``max_records`` of them (a seeded rank per record); for such a client one added
     or removed record can swap one kept record, so its guarantee is the one for replacing
-    a record (group privacy of 2 add/remove neighbours).  The default covers every built-in
-    dataset with 10 clients (largest: 2,710 train records, synthetic-organs, Dirichlet
-    α = 0.3); it is never computed from the data (it would not be public)."""
+    a record (group privacy of 2 add/remove neighbours), and the run's note says so.  The
+    default covers ``synthetic`` and ``digits`` with 10 clients (largest client: 1,084
+    train records, Dirichlet α = 0.3) and synthetic-organs IID (1,615); synthetic-organs
+    with Dirichlet α = 0.3 has clients up to 2,710 (raise the bound for it).  A larger
+    bound costs small clients signal (each step sees n_i·B/max_records of their records)
+    and runs ``⌈max_records/B⌉`` steps per local epoch.  Never computed from the data
+    (it would not be public)."""
     reserved_rounds: int = 1
     """Local rounds of DP-SGD reserved in the calibration for rounds charged again after a
     lost worker or an interrupted run (``--resume``): σ is calibrated for ``rounds +

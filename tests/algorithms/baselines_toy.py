@@ -18,6 +18,10 @@ from fedsim.privacy.config import PrivacyConfig
 from fedsim.simulation import LocalClientPool, run_federation
 
 
+MAX_RECORDS = 64
+"""The public bound of the toy federations (3 clients × 80 records: ~51 train records each)."""
+
+
 def toy_federation(num_clients: int = 3, per_client: int = 80, dim: int = 6, classes: int = 3,
                    seed: int = 0, partition: str = "iid") -> Federation:
     """Gaussian blobs (std 0.5) around class means 3·e_c: linearly separable."""
@@ -38,6 +42,7 @@ def run(algorithm: str, method, federation: Federation, rounds: int = 5, epsilon
         local_epochs: int = 1, seed: int = 0, selection: str = "global", batch_size: int | None = None, **privacy):
     """Run a whole federation in process; return (result, per-client rows, pool, server)
     (``batch_size`` None: the method's default B from its registry record)."""
+    privacy.setdefault("max_records", MAX_RECORDS)
     settings = RunSettings(algorithm, method, PrivacyConfig(epsilon=epsilon, **privacy),
                            TrainingConfig(rounds=rounds, local_epochs=local_epochs, batch_size=batch_size),
                            EvaluationConfig(selection=selection), seed)

@@ -27,7 +27,7 @@ def federation():
 @pytest.fixture(scope="module")
 def private_run(federation):
     """One round at ε = 1: (result, rows, pool, server)."""
-    return run("dp-cgan", SMALL, federation, rounds=1, epsilon=1.0, batch_size=BATCH)
+    return run("dp-cgan", SMALL, federation, rounds=1, epsilon=1.0, batch_size=BATCH, reserved_rounds=0)
 
 
 def test_learns_class_conditional_embeddings(federation):
