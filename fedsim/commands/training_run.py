@@ -91,7 +91,9 @@ def run_rounds(command, settings: RunSettings, server, pool, callbacks: Sequence
         if command.resume is not None:
             start, result = resume_run(run_dir, server, pool, settings.seed)
         if command.checkpoint_every > 0 or command.resume is not None:
-            callbacks.insert(0, PrivacyJournal(run_dir, resumed=command.resume is not None))
+            # last: its entry is written after every other callback's on_round_start,
+            # just before the clients run (a callback that stops the run there started nothing)
+            callbacks.append(PrivacyJournal(run_dir, resumed=command.resume is not None))
         if command.checkpoint_every > 0:
             callbacks.append(CheckpointCallback(run_dir, command.checkpoint_every, settings.training.rounds,
                                                 server, pool, command))
