@@ -7,8 +7,10 @@
     clients.parquet    per-client downstream results at the chosen λ
     summary.json       acc/bacc/f1 mean ± std across clients, ε, privacy mode
 
-privacy.json, summary.json and the synthetic file's metadata all carry the ledger's
-privacy note and its noise source (``"noise"``: ``secure (OS CSPRNG)``, or
+privacy.json, summary.json and the synthetic file's metadata all carry the run's
+privacy note (the ledger's, plus :func:`fedsim.privacy.coverage.run_notes`), the
+neighbouring relation, the ``coverage`` of every output
+(:func:`fedsim.privacy.coverage.coverage`) and the noise source (``"noise"``: ``secure (OS CSPRNG)``, or
 ``reproducible (seeded; NOT a DP guarantee)`` with ``--privacy.reproducible-noise``).
 """
 

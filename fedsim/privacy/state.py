@@ -94,8 +94,9 @@ class PrivacyState:
             raise PrivacyBudgetExhausted(
                 f"a client's privacy budget is spent: it has run {done} DP-SGD steps and one more round "
                 f"({next_round} steps) exceeds the {self.plan.total_steps} steps its noise was calibrated for "
-                f"(epsilon={self.privacy.epsilon}); rounds were charged again after a lost worker or --resume; "
-                f"raise --privacy.reserved-rounds (now {self.privacy.reserved_rounds}) and run again.")
+                f"(epsilon={self.privacy.epsilon}): a client runs at most --training.rounds plus "
+                f"--privacy.reserved-rounds (now {self.privacy.reserved_rounds}) rounds, counting rounds charged "
+                "again after a lost worker or --resume; raise --privacy.reserved-rounds and run again.")
 
     def check_release_fits(self) -> None:
         """Raise :class:`PrivacyBudgetExhausted` (instead of failing inside the

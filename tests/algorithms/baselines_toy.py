@@ -22,6 +22,16 @@ MAX_RECORDS = 64
 """The public bound of the toy federations (3 clients × 80 records: ~51 train records each)."""
 
 
+def opacus_rdp_epsilon(history, delta: float) -> float:
+    """ε of ``history`` ``[(σ, q, steps), ...]`` from a brand-new Opacus RDP accountant
+    (the independent reference)."""
+    from opacus.accountants import RDPAccountant
+
+    accountant = RDPAccountant()
+    accountant.history = [(float(s), float(q), int(t)) for s, q, t in history]
+    return float(accountant.get_epsilon(delta))
+
+
 def toy_federation(num_clients: int = 3, per_client: int = 80, dim: int = 6, classes: int = 3,
                    seed: int = 0, partition: str = "iid") -> Federation:
     """Gaussian blobs (std 0.5) around class means 3·e_c: linearly separable."""
