@@ -4,8 +4,10 @@ Printed at the end of a run and saved as ``privacy.json``.  ε values come from 
 client's :class:`~fedsim.privacy.accounting.ClientAccountant`; ``epsilon_total`` is the
 accountant's ε for the client's whole mixed history (DP-SGD and the statistics
 release composed), not a sum of the parts.  Every row and the document name the
-noise source (:func:`~fedsim.privacy.secure_noise.noise_label`); with
-``--privacy.reproducible-noise`` the note says the ε is not a DP guarantee.
+noise source (:func:`~fedsim.privacy.secure_noise.noise_label`) and the neighbouring
+relation (:func:`~fedsim.privacy.coverage.neighbouring_relation`: add/remove with the
+public bound ``max_records``); with ``--privacy.reproducible-noise`` the note says the ε
+is not a DP guarantee, and a client that ended above its target is named (``ABOVE TARGET``).
 """
 
 from __future__ import annotations
@@ -133,6 +135,7 @@ def format_ledger(records: list[ClientPrivacyRecord]) -> str:
             f"{num(r.epsilon_statistics, 7)} {num(r.epsilon_total, 7)} {r.delta:>8.1e}"
         )
     lines.append("noise: " + ledger_noise(records))
+    lines.append("neighbouring: " + " / ".join(sorted({r.neighbouring for r in records})))
     note = ledger_note(records)
     if note:
         lines.append("NOTE: " + note)
