@@ -48,6 +48,7 @@ class ClientPool(Protocol):
     def checkpoint_written(self, directory, shards: list[dict]) -> None:
         """The checkpoint in ``directory`` (written or loaded) is the run's latest: the one
         a client worker lost from now on restarts from."""
+
     def recover(self, unconfirmed: dict[int, int], seed: int, round_index: int, restart: int | str) -> None:
         """Charge each client ``unconfirmed[id]`` full rounds and re-seed its noise
         (:func:`fedsim.privacy.recovery.recover_client`; ``--resume`` after a crash)."""
