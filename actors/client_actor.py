@@ -101,7 +101,7 @@ class ClientActor:
         return load_client_states(self.clients, directory, shards)
 
     def recover(self, confirmed: dict[int, dict | None], unconfirmed: dict[int, int],
-                round_index: int, restart: int) -> dict[int, tuple[dict, float]]:
+                round_index: int, restart: int | str) -> dict[int, tuple[dict, float]]:
         """After a restart: :func:`fedsim.privacy.recovery.recover_client` for every client;
         returns each client's new accountant state and ε."""
         out = {}

@@ -216,6 +216,16 @@ class RayClientPool:
         for cid, (_, _, state) in self._call("accountants", self.client_ids).items():
             self._confirmed[cid] = state
 
+    def recover(self, unconfirmed: dict[int, int], seed: int, round_index: int, restart: int | str) -> None:
+        """``--resume`` after a crash: every actor charges its clients the rounds they
+        started after the checkpoint and re-seeds their noise (the ``ClientPool`` hook)."""
+        groups = [k for k, group in enumerate(self.groups) if any(cid in unconfirmed for cid in group)]
+        refs = [self.actors[k].recover.remote({}, {cid: unconfirmed.get(cid, 0) for cid in self.groups[k]},
+                                              round_index, restart) for k in groups]
+        for recovered in ray.get(refs):
+            for cid, (accountant, epsilon) in recovered.items():
+                self._confirmed[cid], self._epsilon[cid] = accountant, epsilon
+
     def checkpoint_written(self, directory, shards: list[dict]) -> None:
         """Remember the checkpoint a restarted actor starts from (the ``ClientPool`` hook)."""
         self._checkpoint = (str(directory), list(shards))

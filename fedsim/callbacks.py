@@ -7,6 +7,8 @@ for every callback in list order,
 
 * ``on_start(start_round, result)`` once, before the first round it runs
   (``start_round > 0`` and ``result`` holding the earlier rows when resumed),
+* ``on_round_start(round_index, ids)`` before every round, once its clients ``ids``
+  are drawn and before any of them runs (the privacy journal writes it down),
 * ``on_round_end(round_index, row, result)`` after every round, once the round's row
   (:func:`~fedsim.simulation.run_federation` documents its keys) is in
   ``result.round_metrics``,
@@ -23,7 +25,7 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Sequence
 
 from tqdm import tqdm
 
@@ -38,6 +40,9 @@ class RunCallback:
 
     def on_start(self, start_round: int, result: RunResult) -> None:
         """Before round ``start_round`` (0, or the rounds a resumed run already has)."""
+
+    def on_round_start(self, round_index: int, ids: Sequence[int]) -> None:
+        """Before round ``round_index`` (0-based) runs on clients ``ids``."""
 
     def on_round_end(self, round_index: int, row: dict, result: RunResult) -> None:
         """After round ``round_index`` (0-based; ``row["round"] == round_index + 1``)."""

@@ -8,8 +8,10 @@
                        acc/bacc/f1; simulator-side global test set: global_acc/global_bacc/global_f1)
     summary.json       acc/bacc/f1 (and global_*) mean ± std across clients, ε, privacy mode
 
-privacy.json, summary.json and the synthetic file's metadata all carry the ledger's
-privacy note and its noise source (``"noise"``: ``secure (OS CSPRNG)``, or
+privacy.json, summary.json and the synthetic file's metadata all carry the run's
+privacy note (the ledger's, plus :func:`fedsim.privacy.coverage.run_notes`), the
+neighbouring relation, the ``coverage`` of every output
+(:func:`fedsim.privacy.coverage.coverage`) and the noise source (``"noise"``: ``secure (OS CSPRNG)``, or
 ``reproducible (seeded; NOT a DP guarantee)`` with ``--privacy.reproducible-noise``).
 """
 

@@ -27,6 +27,8 @@ from fedsim.algorithms.spec import FederationSpec
 from fedsim.checkpoint import load_checkpoint, load_client_states, save_client_states, set_rng_states
 from fedsim.evaluation.blend import ClientEvaluation, kept_test_sets
 from fedsim.evaluation.global_test import GlobalTestSet
+from fedsim.privacy.journal import read_journal, unconfirmed_rounds
+from fedsim.privacy.recovery import recover_client
 from fedsim.seeding import numpy_rng
 
 if TYPE_CHECKING:
@@ -56,6 +58,10 @@ class ClientPool(Protocol):
     def checkpoint_written(self, directory: Path, shards: list[dict[str, Any]]) -> None:
         """The checkpoint in ``directory`` (written or loaded) is the run's latest: the one
         a client worker lost from now on restarts from."""
+
+    def recover(self, unconfirmed: dict[int, int], seed: int, round_index: int, restart: int | str) -> None:
+        """Charge each client ``unconfirmed[id]`` full rounds and re-seed its noise
+        (:func:`fedsim.privacy.recovery.recover_client`; ``--resume`` after a crash)."""
 
 
 class LocalClientPool:
@@ -95,6 +101,10 @@ class LocalClientPool:
     def checkpoint_written(self, directory: Path, shards: list[dict[str, Any]]) -> None:
         """Nothing to remember: clients in this process are never lost on their own."""
 
+    def recover(self, unconfirmed, seed, round_index, restart):
+        for client_id, rounds in unconfirmed.items():
+            recover_client(self.clients[client_id], None, rounds, seed, round_index, restart)
+
 
 def sample_clients(client_ids: Sequence[int], fraction: float, seed: int, round_index: int) -> list[int]:
     """The clients taking part in a round (seeded, at least one)."""
@@ -116,16 +126,26 @@ class RunResult:
     seconds: float = 0.0
 
 
-def resume_run(run_dir: str | Path, server: Server, pool: ClientPool) -> tuple[int, RunResult]:
+def resume_run(run_dir: str | Path, server: Server, pool: ClientPool, seed: int = 0) -> tuple[int, RunResult]:
     """Load ``run_dir``'s latest checkpoint (:func:`fedsim.checkpoint.load_checkpoint`)
     into ``server`` and ``pool`` and restore the driver's RNG states; return the round
     to continue from and the result so far (its rows and seconds), the ``start_round``
-    and ``result`` of :func:`run_federation`."""
+    and ``result`` of :func:`run_federation`.
+
+    Rounds the privacy journal (:mod:`fedsim.privacy.journal`) shows started after the
+    checkpoint may have been released before the run stopped: their clients are charged
+    a full round each and their noise re-seeded (``seed``: the run seed), so the replayed
+    rounds never reuse released noise.  The journal's resume count makes every resume's
+    streams distinct."""
     checkpoint = load_checkpoint(run_dir)
     server.load_state_dict(checkpoint.server)
     pool.load_states(checkpoint.directory, checkpoint.shards)
     pool.checkpoint_written(checkpoint.directory, checkpoint.shards)
     set_rng_states(checkpoint.rng)
+    journal = read_journal(run_dir)
+    unconfirmed = unconfirmed_rounds(journal, checkpoint.rounds_done)
+    if unconfirmed:
+        pool.recover(unconfirmed, seed, checkpoint.rounds_done, f"resume-{journal['resumes'] + 1}")
     return checkpoint.rounds_done, RunResult(round_metrics=list(checkpoint.round_metrics), seconds=checkpoint.seconds)
 
 
@@ -158,6 +178,8 @@ def run_federation(server: Server, pool: ClientPool, settings: RunSettings, call
     for round_index in range(start_round, schedule.rounds):
         round_started = time.perf_counter()
         ids = sample_clients(pool.client_ids, schedule.client_fraction, settings.seed, round_index)
+        for callback in callbacks:
+            callback.on_round_start(round_index, ids)
         outcomes = pool.local_round(ids, server.broadcast(), round_index)
         if outcomes:
             server.aggregate([update for update, _ in outcomes])

@@ -11,7 +11,9 @@ after the last round::
     evaluation = client.evaluate(artifact)              # local, test split stays local
 
 Messages are typed.  :class:`ClientUpdate` carries only a change of the shared
-parameters and the (public) sample count: it refuses any tensor named after a
+parameters and a public sample count (with DP a DP count or the public bound
+``--privacy.max-records``, never the exact n_i:
+:meth:`~fedsim.privacy.state.PrivacyState.public_sample_count`): it refuses any tensor named after a
 client's private state, and servers check its keys against their own.
 :class:`LocalDiagnostics` is simulator-side monitoring (training loss on private
 data): it is shown to the person running the simulation and never reaches a server.
@@ -38,11 +40,12 @@ PRIVATE_TOP_LEVEL = frozenset({"encoder", "client_code", "x", "y", "data", "embe
 
 @dataclass(frozen=True)
 class ClientUpdate:
-    """A client's message after a round: the privatized change of Φ and n_i."""
+    """A client's message after a round: the privatized change of Φ and its public
+    sample count (Eq. 10's weight; exact n_i only without DP)."""
 
     client_id: int
     delta: Mapping[str, Tensor]
-    num_samples: int
+    num_samples: float
 
     def __post_init__(self) -> None:
         for name, value in self.delta.items():
@@ -74,7 +77,7 @@ def check_update_keys(update: ClientUpdate, shared_keys: Sequence[str]) -> None:
 
 
 def weighted_delta(updates: Sequence[ClientUpdate]) -> dict[str, Tensor]:
-    """``Σ_i w_i Δ_i`` with ``w_i = n_i / Σ_j n_j`` (Eq. 10)."""
+    """``Σ_i w_i Δ_i`` with ``w_i = n_i / Σ_j n_j`` (Eq. 10; n_i the updates' public counts)."""
     total = sum(u.num_samples for u in updates)
     if total == 0:
         raise ValueError("no samples in this round's updates")

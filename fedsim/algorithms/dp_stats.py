@@ -64,7 +64,7 @@ from fedsim.privacy.accounting import calibrate_release_noise
 from fedsim.privacy.config import PrivacyConfig
 from fedsim.privacy.labels import label_distribution
 from fedsim.privacy.ledger import ClientPrivacyRecord, privacy_record
-from fedsim.privacy.plan import DPSGDPlan
+from fedsim.privacy.plan import DPSGDPlan, kept_records, planning_records
 from fedsim.privacy.secure_noise import noise_source
 from fedsim.privacy.state import PrivacyState
 from fedsim.privacy.statistics import (SENSITIVITY, ClassStatistics, moments_from_statistics, pooled,
@@ -138,14 +138,15 @@ class DPStatsClient:
         self.data, self.config, self.evaluation, self.seed = data, config, evaluation, seed
         self.privacy = replace(privacy, privacy_mode="strict")  # no local state outside DP
         self.num_classes = spec.num_classes
-        self.x = torch.as_tensor(data.x_train, dtype=torch.float32)
-        self.labels = torch.as_tensor(data.y_train, dtype=torch.long)
+        kept = kept_records(data.x_train, data.y_train, self.privacy, seed, data.client_id)
+        self.x = torch.as_tensor(data.x_train[kept], dtype=torch.float32)
+        self.labels = torch.as_tensor(data.y_train[kept], dtype=torch.long)
         if not self.privacy.private:
             self.clip_norm = math.inf  # no DP: no clipping
         else:
             self.clip_norm = config.clip_norm or float(math.sqrt(spec.dim))
         # no DP-SGD: a plan of zero steps (the ledger's DP-SGD columns, fault recovery's charge)
-        plan = DPSGDPlan(num_records=len(self.x), sample_rate=0.0, expected_batch_size=0.0,
+        plan = DPSGDPlan(num_records=planning_records(len(self.x), self.privacy), sample_rate=0.0, expected_batch_size=0.0,
                          steps_per_epoch=0, total_steps=0, noise_multiplier=0.0, target_epsilon=0.0)
         self._privacy_state = PrivacyState.fresh(self.privacy, plan, schedule.local_epochs,
                                                  noise_source(self.privacy, seed, TAG, "release", data.client_id))
@@ -158,7 +159,8 @@ class DPStatsClient:
 
     def local_round(self, broadcast: Mapping[str, Tensor], round_index: int) -> tuple[ClientUpdate, LocalDiagnostics]:
         """No training: an empty update; reads no data, releases nothing, spends no ε."""
-        return ClientUpdate(self.client_id, {}, len(self.x)), LocalDiagnostics(self.client_id, {})
+        count = self.privacy_state.public_sample_count(len(self.x))
+        return ClientUpdate(self.client_id, {}, count), LocalDiagnostics(self.client_id, {})
 
     def release(self) -> DPStatsRelease:
         """The one Gaussian release of the class statistics with the full budget (module
@@ -215,6 +217,7 @@ class GaussianClassGenerator:
     residual_std: Tensor        # (K, d)
     label_distribution: Tensor  # (K,)
     valid: Tensor               # (K,) bool: classes with their own statistics
+    released_records: float | None = None  # Σ of the released noisy class counts (a DP count)
 
     def covariances(self) -> Tensor:
         """``F_y F_yᵀ + diag(s_y²)`` per class, (K, d, d)."""
@@ -282,7 +285,8 @@ def class_generator(releases: Sequence[DPStatsRelease], config: DPStatsConfig) -
         residuals.append(residual)
     counts = torch.where(moments.valid, statistics.counts, torch.zeros_like(statistics.counts))
     return GaussianClassGenerator(torch.stack(means), torch.stack(factors), torch.stack(residuals),
-                                  label_distribution(counts), moments.valid.clone())
+                                  label_distribution(counts), moments.valid.clone(),
+                                  float(statistics.counts.clamp_min(0.0).sum()))
 
 
 class DPStatsServer(SharedStateServer):

@@ -25,7 +25,9 @@ default (``private=False``) runs with ε = ∞ whatever ``--privacy.epsilon`` sa
 the ledger reads ``epsilon inf / mode none``.  With ``private=True`` every local
 step is the shared DP-SGD step (:class:`~fedsim.privacy.dp_trainer.DPTrainer` with ghost
 clipping: Poisson batches, joint clipping, σ calibrated for the steps really run) and
-the ledger reports the accountant's ε.
+the ledger reports the accountant's ε; the client count n_i is then hidden
+(``--privacy.max-records``), so Eq. 10's weights are equal (every client sends the
+public bound).
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ from fedsim.privacy.clipped_sums import GhostClippedSum, RecordBatch
 from fedsim.privacy.config import PrivacyConfig
 from fedsim.privacy.dp_trainer import DPTrainer
 from fedsim.privacy.ledger import ClientPrivacyRecord, privacy_record
-from fedsim.privacy.plan import plan_dp_sgd
+from fedsim.privacy.plan import kept_records, plan_dp_sgd
 from fedsim.privacy.secure_noise import noise_source
 from fedsim.privacy.state import PrivacyState
 from fedsim.validation import check, finite
@@ -112,12 +114,14 @@ class FederatedClassifierClient:
         with seeded(seed, "fedavg", "client", data.client_id):
             self.model = nn.Linear(spec.dim, spec.num_classes)
         self.parameters = dict(self.model.named_parameters())
-        self.x = torch.as_tensor(data.x_train, dtype=torch.float32)
-        self.y = torch.as_tensor(data.y_train, dtype=torch.long)
+        kept = kept_records(data.x_train, data.y_train, privacy, seed, data.client_id)
+        self.x = torch.as_tensor(data.x_train[kept], dtype=torch.float32)
+        self.y = torch.as_tensor(data.y_train[kept], dtype=torch.long)
         plan = plan_dp_sgd(len(self.x), schedule.resolved_batch_size(), schedule.rounds, schedule.local_epochs, privacy)
         noise = noise_source(privacy, seed, "fedavg", "steps", data.client_id)
         self.trainer = DPTrainer(self.parameters, GhostClippedSum(self.model, self._record_losses),
-                                 self._round_optimizer(), PrivacyState.fresh(privacy, plan, schedule.local_epochs, noise))
+                                 self._round_optimizer(), PrivacyState.fresh(privacy, plan, schedule.local_epochs, noise),
+                                 num_records=len(self.x))
 
     @property
     def privacy_state(self) -> PrivacyState:
@@ -141,7 +145,8 @@ class FederatedClassifierClient:
             trainer.step(RecordBatch((self.x[batch], self.y[batch])), penalty=penalty)
 
         delta = trainer.run_round(self.parameters, broadcast, local_step)
-        return ClientUpdate(self.client_id, delta, len(self.x)), LocalDiagnostics(self.client_id, self._diagnostics())
+        count = self.privacy_state.public_sample_count(len(self.x))  # with DP: the public bound
+        return ClientUpdate(self.client_id, delta, count), LocalDiagnostics(self.client_id, self._diagnostics())
 
     def _proximal_term(self, broadcast: Mapping[str, Tensor]) -> Callable[[], Tensor]:
         """FedProx: ``(μ/2) Σ ‖w − w_global‖²`` (touches no record)."""

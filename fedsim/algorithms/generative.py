@@ -13,6 +13,8 @@ Privacy, per client (sample-level, docs/design.md, "Privacy model"):
   The DP label distribution it gives is public: DP-CGAN draws its generator's labels
   from it, and the released synthetic set (and ``--evaluation.synthetic-labels global``)
   draw labels from the pooled counts;
+* Eq. 10's weights are the sums of the released noisy counts (clamped to
+  ``[1, max_records]``), never the exact n_i;
 * there is no local state outside DP, so ``--privacy.privacy-mode`` does not apply:
   the ledger always reads ``strict``.
 
@@ -45,7 +47,7 @@ from fedsim.privacy.config import PrivacyConfig
 from fedsim.privacy.dp_trainer import DPTrainer
 from fedsim.privacy.labels import label_distribution, release_label_counts
 from fedsim.privacy.ledger import ClientPrivacyRecord, privacy_record
-from fedsim.privacy.plan import DPSGDPlan, plan_dp_sgd
+from fedsim.privacy.plan import DPSGDPlan, kept_records, plan_dp_sgd
 from fedsim.privacy.secure_noise import dp_noise, noise_source
 from fedsim.privacy.state import PrivacyState
 from fedsim.seeding import torch_generator
@@ -67,6 +69,8 @@ class SyntheticGenerator:
 
     generator: ConditionalGenerator
     label_distribution: Tensor
+    released_records: float | None = None
+    """Σ of the clients' released noisy class counts (a DP count of all train records)."""
 
     def sample(self, labels: np.ndarray | Tensor, rng: torch.Generator) -> np.ndarray:
         """``x̂ = G(z, y)`` with ``z ~ N(0, I)`` (drawn from ``rng``) for every label, in data space."""
@@ -93,8 +97,9 @@ class GenerativeClient(ABC, Generic[ModelT]):
         with seeded(seed, self.tag, "client", data.client_id):
             self.model = self.build_model(spec, config)
         scaler = self.generator_of(self.model).scaler
-        self.u = scaler.to_model(torch.as_tensor(data.x_train, dtype=torch.float32))
-        self.labels = torch.as_tensor(data.y_train, dtype=torch.long)
+        kept = kept_records(data.x_train, data.y_train, privacy, seed, data.client_id)
+        self.u = scaler.to_model(torch.as_tensor(data.x_train[kept], dtype=torch.float32))
+        self.labels = torch.as_tensor(data.y_train[kept], dtype=torch.long)
         self.onehot = nn.functional.one_hot(self.labels, spec.num_classes).float()
         plan = plan_dp_sgd(len(self.u), schedule.resolved_batch_size(), schedule.rounds, schedule.local_epochs,
                            privacy, 1.0 - privacy.stats_epsilon_fraction)
@@ -105,7 +110,7 @@ class GenerativeClient(ABC, Generic[ModelT]):
         self.shared = {n: p for n, p in self.model.named_parameters() if n.startswith(self.shared_prefix)}
         trained = self.trained_parameters()
         self.trainer = DPTrainer(trained, GhostClippedSum(self.model), self.make_optimizer(list(trained.values())),
-                                 privacy_state)
+                                 privacy_state, num_records=len(self.u))
         self.label_noise_multiplier, self.label_counts = self._release_label_counts(spec.num_classes)
 
     @property
@@ -155,7 +160,8 @@ class GenerativeClient(ABC, Generic[ModelT]):
 
     def local_round(self, broadcast: Mapping[str, Tensor], round_index: int) -> tuple[ClientUpdate, LocalDiagnostics]:
         delta = self.trainer.run_round(self.shared, broadcast, self.local_step)
-        return ClientUpdate(self.client_id, delta, len(self.u)), LocalDiagnostics(self.client_id, self.diagnostics())
+        count = self.privacy_state.public_sample_count(len(self.u), float(self.label_counts.sum()))
+        return ClientUpdate(self.client_id, delta, count), LocalDiagnostics(self.client_id, self.diagnostics())
 
     def release(self) -> Tensor:
         """The noisy class counts released at creation (no new mechanism)."""
@@ -213,7 +219,8 @@ class GenerativeServer(SharedStateServer):
     def finalize(self, releases: Sequence[Tensor]) -> SyntheticGenerator:
         counts = torch.stack([r.double() for r in releases]).sum(dim=0)
         module = self.client_class.generator_of(self.model)
-        return SyntheticGenerator(copy.deepcopy(module).eval(), label_distribution(counts))
+        return SyntheticGenerator(copy.deepcopy(module).eval(), label_distribution(counts),
+                                  float(counts.clamp_min(0.0).sum()))
 
 
 def module_functions(client_class: type[GenerativeClient[Any]]) -> tuple[

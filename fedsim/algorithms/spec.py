@@ -26,11 +26,11 @@ class TrainingConfig:
     local_epochs: int = 1
     """Local epochs per round (the paper uses 5); DP noise is calibrated for the steps really run."""
     batch_size: int | None = None
-    """Expected Poisson batch size B of every method's local steps: sample rate q = B / n_i per client (default: the method's reference value, ``batch_size`` of its record in fedsim.algorithms.registry, e.g. 64 for FedHypeVAE, 128 for FedAvg, 256 for DP-CVAE and DP-CGAN)."""
+    """Expected Poisson batch size B of every method's local steps: sample rate q = B / --privacy.max-records with DP (q = B / n_i without), so a client of n_i records sees n_i·q records a step (default: the method's reference value, ``batch_size`` of its record in fedsim.algorithms.registry, e.g. 64 for FedHypeVAE, 128 for FedAvg, 256 for DP-CVAE and DP-CGAN)."""
     client_fraction: float = 1.0
     """Fraction of clients sampled per round (seeded; 1.0 = every client every round)."""
     synthetic_size: int = 0
-    """Size of the released synthetic set written to synthetic.parquet (0 = the federation's total train size)."""
+    """Size of the released synthetic set written to synthetic.parquet (0 = the federation's total train size; with DP, the released DP count of it)."""
 
     def validate(self, prefix: str = "--training.") -> None:
         """Raise a ``UserError`` naming the first invalid option (as on the CLI, under ``prefix``)."""

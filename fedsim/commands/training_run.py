@@ -30,7 +30,9 @@ from fedsim.evaluation.blend import chosen_results, summarize
 from fedsim.evaluation.global_test import global_test_set
 from fedsim.outputs import config_dict, write_frame, write_json, write_synthetic
 from fedsim.privacy.secure_noise import REPRODUCIBLE_NOISE_NOTE
-from fedsim.privacy.ledger import format_ledger, ledger_note, ledger_to_json
+from fedsim.privacy.coverage import coverage, run_notes
+from fedsim.privacy.journal import PrivacyJournal
+from fedsim.privacy.ledger import format_ledger, ledger_to_json
 from fedsim.seeding import torch_generator
 from fedsim.simulation import ClientPool, LocalClientPool, RunResult, resume_run, run_federation
 
@@ -93,7 +95,11 @@ def run_rounds(command, settings: RunSettings, server, pool, callbacks: Sequence
     callbacks = list(callbacks)
     if run_dir is not None:
         if command.resume is not None:
-            start, result = resume_run(run_dir, server, pool)
+            start, result = resume_run(run_dir, server, pool, settings.seed)
+        if command.checkpoint_every > 0 or command.resume is not None:
+            # last: its entry is written after every other callback's on_round_start,
+            # just before the clients run (a callback that stops the run there started nothing)
+            callbacks.append(PrivacyJournal(run_dir, resumed=command.resume is not None))
         if command.checkpoint_every > 0:
             callbacks.append(CheckpointCallback(run_dir, command.checkpoint_every, settings.training.rounds,
                                                 server, pool, command))
@@ -146,23 +152,47 @@ def run_training(command, callbacks: Sequence[RunCallback] = ()) -> dict:
     return write_outputs(command, federation, spec, module, result, out)
 
 
+def synthetic_set_size(command, federation, artifact) -> int:
+    """The released synthetic set's size: ``--training.synthetic-size``, else the
+    federation's total train size; with DP the total is hidden, so the released DP count
+    of it (``artifact.released_records``: the sum of the clients' noisy class counts)."""
+    if command.training.synthetic_size:
+        return command.training.synthetic_size
+    if not command.privacy.private:
+        return sum(c.n_train for c in federation.clients)
+    released = getattr(artifact, "released_records", None)
+    if released is None:
+        raise ValueError(f"{command.algorithm}'s artifact has no DP record count for the synthetic set's size")
+    return max(1, int(round(released)))
+
+
+def run_ledger(command, federation, result: RunResult, releases_synthetic: bool) -> dict:
+    """``privacy.json``: the clients' ledger plus the run's notes (options that read data
+    without noise) and the coverage of every output (:mod:`fedsim.privacy.coverage`)."""
+    ledger = ledger_to_json(result.privacy_records)
+    truncated = sum(c.n_train > command.privacy.max_records for c in federation.clients)
+    ledger["note"] = " ".join(n for n in [ledger["note"], *run_notes(command, truncated)] if n)
+    ledger["coverage"] = coverage(command, releases_synthetic)
+    return ledger
+
+
 def write_outputs(command, federation, spec, module, result: RunResult, out) -> dict:
     """Write metrics, ledger, synthetic data, per-client results and the summary."""
     write_frame(result.round_metrics, out / "metrics.parquet")
-    ledger = ledger_to_json(result.privacy_records)
-    write_json(ledger, out / "privacy.json")
     rows = chosen_results(result.evaluations, command.evaluation.selection)
     write_frame(rows, out / "clients.parquet")
 
-    synthetic_size = command.training.synthetic_size or sum(c.n_train for c in federation.clients)
-    synthetic = module.synthetic_set(result.artifact, synthetic_size,
+    synthetic = module.synthetic_set(result.artifact, synthetic_set_size(command, federation, result.artifact),
                                      torch_generator(command.seed, "released-synthetic"))
+    ledger = run_ledger(command, federation, result, synthetic is not None)
+    write_json(ledger, out / "privacy.json")
     if synthetic is not None:
         x, y = synthetic
         write_synthetic(x, y, out / "synthetic.parquet",
                         {"algorithm": command.algorithm, "class_names": spec.class_names or None,
                          "epsilon_max": ledger["epsilon_max"], "note": ledger["note"],
-                         "noise": ledger["noise"]})
+                         "noise": ledger["noise"], "neighbouring": ledger["neighbouring"],
+                         "coverage": ledger["coverage"]})
 
     summary: dict[str, Any] = dict(summarize(rows))
     summary.update({
@@ -172,6 +202,8 @@ def write_outputs(command, federation, spec, module, result: RunResult, out) -> 
         "privacy_mode": command.privacy.privacy_mode if command.privacy.private else "none",
         "privacy_note": ledger["note"],
         "noise": ledger["noise"],
+        "neighbouring": ledger["neighbouring"],
+        "coverage": ledger["coverage"],
         "selection": command.evaluation.selection,
         "lambda": rows[0]["lambda"] if command.evaluation.selection == "global" else None,
         "rounds": command.training.rounds,
@@ -187,8 +219,7 @@ def write_outputs(command, federation, spec, module, result: RunResult, out) -> 
         for name, title in (("acc", "accuracy         "), ("bacc", "balanced accuracy"), ("f1", "macro-F1         ")):
             print(f"  {title} {100 * summary[prefix + name + '_mean']:.2f} ± "
                   f"{100 * summary[prefix + name + '_std']:.2f} %")
-    note = ledger_note(result.privacy_records)
-    if note:
-        print("NOTE: " + note)
+    if ledger["note"]:
+        print("NOTE: " + ledger["note"])
     print(f"run directory: {os.fspath(out)}  ({result.seconds:.1f} s)")
     return summary

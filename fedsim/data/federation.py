@@ -109,7 +109,7 @@ class ClientData:
 
     @property
     def n_train(self) -> int:
-        """Number of training records (the public n_i of the aggregation weights)."""
+        """Number of training records n_i (private with DP: plans and weights use --privacy.max-records or DP counts)."""
         return len(self.y_train)
 
     @property

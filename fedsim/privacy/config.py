@@ -34,6 +34,26 @@ class PrivacyConfig:
     second moments); default √d, which suits features of unit scale."""
     covariance: Literal["diag", "full"] = "diag"
     """Second moments released per class: the diagonal (d numbers) or the full d×d matrix."""
+    max_records: int = 2048
+    """Public bound on each client's train records; it defines the neighbouring relation
+    (add/remove one record, with every client's size hidden).  DP-SGD is planned from it
+    (``q = B / max_records``, ``T = (rounds + reserved_rounds) × local_epochs ×
+    ⌈max_records / B⌉``, noisy sums divided by ``B``), and Eq. 10's weights and the
+    synthetic set's size use DP counts, never the exact n_i.  A client with more records
+    keeps ``max_records`` of them (a seeded rank per record); for such a client one added
+    or removed record can swap one kept record, so its guarantee is the one for replacing
+    a record (group privacy of 2 add/remove neighbours), and the run's note says so.  The
+    default covers ``synthetic`` and ``digits`` with 10 clients (largest client: 1,084
+    train records, Dirichlet α = 0.3) and synthetic-organs IID (1,615); synthetic-organs
+    with Dirichlet α = 0.3 has clients up to 2,710 (raise the bound for it).  A larger
+    bound costs small clients signal (each step sees n_i·B/max_records of their records)
+    and runs ``⌈max_records/B⌉`` steps per local epoch.  Never computed from the data
+    (it would not be public)."""
+    reserved_rounds: int = 1
+    """Local rounds of DP-SGD reserved in the calibration for rounds charged again after a
+    lost worker or an interrupted run (``--resume``): σ is calibrated for ``rounds +
+    reserved_rounds`` rounds, and a client asked to run DP-SGD beyond its plan stops the
+    run with a clear error instead of ending above the target ε."""
     reproducible_noise: bool = False
     """Draw DP noise and Poisson sampling from generators seeded by the run seed instead of
     the OS's cryptographically secure generator, for debugging and bit-equality tests
@@ -52,6 +72,9 @@ class PrivacyConfig:
             ("delta", 0 < self.delta < 1, "a number in (0, 1)"),
             ("clip_norm", finite(self.clip_norm) and self.clip_norm > 0, "a finite number > 0"),
             ("stats_epsilon_fraction", 0 < self.stats_epsilon_fraction < 1, "a number in (0, 1)"),
+            ("max_records", isinstance(self.max_records, int) and self.max_records >= 1, "an integer >= 1"),
+            ("reserved_rounds", isinstance(self.reserved_rounds, int) and self.reserved_rounds >= 0,
+             "an integer >= 0"),
             ("stats_clip_norm", self.stats_clip_norm is None
              or (finite(self.stats_clip_norm) and self.stats_clip_norm > 0), "a finite number > 0"),
             ("reproducible_noise", isinstance(self.reproducible_noise, bool), "true or false"),

@@ -2,20 +2,21 @@
 DP-CVAE, DP-CGAN's discriminator, FedHypeVAE), in the shape of Opacus'
 ``DPOptimizer.pre_step``: clip → noise → scale → accountant hook → optimizer step.
 
-For a client with ``n`` records, plan ``(q, σ, C)`` (:func:`fedsim.privacy.plan.plan_dp_sgd`)
+For a client with ``n`` records, plan ``(q, σ, C)`` (:func:`fedsim.privacy.plan.plan_dp_sgd`:
+with DP ``q = B/m`` for the public bound ``m ≥ n``, so that ``q·m = B``)
 and trained parameters θ, one step (Abadi et al. 2016; the paper's Eq. 9, made sound
 as in docs/design.md, "Privacy model") is
 
     B ~ Poisson(q) over the n records                                  (NoiseSource.poisson_batch)
     S = Σ_{j∈B} clip(∇_θ ℓ_j(θ), C)        joint clipping over θ       (a ClippedSum strategy)
-    g̃ = ( S + N(0, σ² C² I) ) / (q·n)                                  (NoiseSource.gaussian)
+    g̃ = ( S + N(0, σ² C² I) ) / (q·m)                                  (NoiseSource.gaussian)
     accountant ← (σ, q, 1)                  the subsampled Gaussian mechanism, kind "dp-sgd"
     g = g̃ + ∇_θ R(θ)                        R: record-free terms (weight decay, proximal
                                             term, Lipschitz penalty, fake-only GAN loss)
     θ ← optimizer(θ, g)                     post-processing of the Gaussian mechanism
 
 * An empty batch (|B| = 0) still releases ``N(0, σ²C² I)/(q·n)``, and is accounted.
-* The sum is divided by the *expected* batch size ``q·n``, never by the realised |B|
+* The sum is divided by the *expected* batch size ``q·m`` of the plan, never by the realised |B|
   (data dependent): g̃ is a post-processing of the Gaussian mechanism on S.
 * With ε = ∞ the gradient is the plain mean ``(1/|B|) Σ_j ∇ℓ_j`` (zero on an empty
   batch) and the accountant records σ = 0, so the client's ε reads ∞.
@@ -28,7 +29,9 @@ as in docs/design.md, "Privacy model") is
 are recorded (the trainer after every step; fault recovery for rounds it must charge).
 :meth:`DPTrainer.run_round` is a round: load the broadcast into the shared parameters,
 run :meth:`~fedsim.privacy.state.PrivacyState.steps_per_round` local steps, return the
-change of the shared parameters.
+change of the shared parameters; it refuses to start a round that would take the
+client beyond the steps its σ was calibrated for
+(:meth:`~fedsim.privacy.state.PrivacyState.check_round_fits`).
 """
 
 from __future__ import annotations
@@ -67,24 +70,28 @@ class DPTrainer:
     non-private group ``outside_dp``, stepped by ``optimizer`` (module docstring).
 
     ``optimizer`` must cover the parameters of both groups; a client may replace it
-    between rounds (FedAvg resets its momentum every round)."""
+    between rounds (FedAvg resets its momentum every round).  ``num_records`` is the
+    client's own record count n (Poisson batches are drawn over its records; default
+    the plan's count)."""
 
     def __init__(self, parameters: Mapping[str, nn.Parameter], clipped_sum: ClippedSum,
                  optimizer: torch.optim.Optimizer, privacy_state: PrivacyState,
-                 outside_dp: ParameterGroup | None = None) -> None:
-        privacy_state.sgd_plan()  # ValueError without a plan
+                 outside_dp: ParameterGroup | None = None, num_records: int | None = None) -> None:
+        plan = privacy_state.sgd_plan()  # ValueError without a plan
         self.parameters = dict(parameters)
         self.clipped_sum = clipped_sum
         self.optimizer = optimizer
         self.privacy_state = privacy_state
         self.outside_dp = outside_dp
+        self.num_records = plan.num_records if num_records is None else num_records
+        if self.num_records > plan.num_records:
+            raise ValueError(f"{self.num_records} records exceed the plan's bound {plan.num_records}")
         if outside_dp is not None and set(outside_dp.parameters) & set(self.parameters):
             raise ValueError("a parameter cannot be trained both inside and outside DP")
 
     def sample_batch(self) -> Tensor:
-        """Indices of one Poisson batch of rate q (sorted; may be empty)."""
-        plan = self.privacy_state.sgd_plan()
-        return self.privacy_state.noise.poisson_batch(plan.num_records, plan.sample_rate)
+        """Indices of one Poisson batch of rate q over the client's n records (sorted; may be empty)."""
+        return self.privacy_state.noise.poisson_batch(self.num_records, self.privacy_state.sgd_plan().sample_rate)
 
     def gradient(self, batch: RecordBatch) -> Params:
         """The privatized (ε = ∞: plain mean) gradient of the DP group, the plain mean
@@ -127,6 +134,7 @@ class DPTrainer:
         """One local round: ``shared ← broadcast``, ``steps_per_round()`` calls of
         ``local_step`` (each one :meth:`step`, plus whatever else the method does), and
         the change ``shared − broadcast`` (the content of a ClientUpdate)."""
+        self.privacy_state.check_round_fits()
         load_shared(shared, broadcast)
         for _ in range(self.privacy_state.steps_per_round()):
             local_step()

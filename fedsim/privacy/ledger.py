@@ -4,8 +4,10 @@ Printed at the end of a run and saved as ``privacy.json``.  ε values come from 
 client's :class:`~fedsim.privacy.accounting.ClientAccountant`; ``epsilon_total`` is the
 accountant's ε for the client's whole mixed history (DP-SGD and the statistics
 release composed), not a sum of the parts.  Every row and the document name the
-noise source (:func:`~fedsim.privacy.secure_noise.noise_label`); with
-``--privacy.reproducible-noise`` the note says the ε is not a DP guarantee.
+noise source (:func:`~fedsim.privacy.secure_noise.noise_label`) and the neighbouring
+relation (:func:`~fedsim.privacy.coverage.neighbouring_relation`: add/remove with the
+public bound ``max_records``); with ``--privacy.reproducible-noise`` the note says the ε
+is not a DP guarantee, and a client that ended above its target is named (``ABOVE TARGET``).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # annotations only: reading a ledger needs no accountant
     from fedsim.privacy.state import PrivacyState
 
+from fedsim.privacy.coverage import neighbouring_relation
 from fedsim.privacy.secure_noise import REPRODUCIBLE_NOISE_LABEL, REPRODUCIBLE_NOISE_NOTE, noise_label
 
 PAPER_MODE_NOTE = (
@@ -48,10 +51,22 @@ class ClientPrivacyRecord:
     history: tuple[tuple[float, float, int], ...]
     noise: str
     """Where the DP noise and sampling came from (``noise_label``)."""
+    neighbouring: str = ""
+    """The neighbouring relation ε is stated for (:func:`~fedsim.privacy.coverage.neighbouring_relation`)."""
+    max_records: int | None = None
+    """The public bound on the client's records its plan used (None without DP)."""
+    reserved_rounds: int = 0
+    """Rounds the calibration reserved for rounds charged again after a failure."""
 
     @property
     def covers_local_state(self) -> bool:
         return self.privacy_mode == "strict"
+
+
+def above_target(record: ClientPrivacyRecord) -> bool:
+    """The client's composed ε ended above its target (rounds charged again after a
+    failure in its last round: the steps were run, so the ledger reports them)."""
+    return record.epsilon_total > record.target_epsilon * (1 + 1e-6)
 
 
 def ledger_note(records: list[ClientPrivacyRecord]) -> str:
@@ -59,6 +74,10 @@ def ledger_note(records: list[ClientPrivacyRecord]) -> str:
     if any(math.isinf(r.target_epsilon) for r in records):
         return NO_DP_NOTE
     notes = []
+    over = [r.client_id for r in records if above_target(r)]
+    if over:
+        notes.append(f"ABOVE TARGET: client(s) {', '.join(map(str, over))} ended above the target epsilon "
+                     "(rounds charged again after a failure beyond --privacy.reserved-rounds).")
     if any(not r.covers_local_state for r in records):
         notes.append(PAPER_MODE_NOTE)
     if any(r.noise == REPRODUCIBLE_NOISE_LABEL for r in records):
@@ -90,6 +109,7 @@ def ledger_to_json(records: list[ClientPrivacyRecord]) -> dict[str, Any]:
         "epsilon_max": _json_number(max((r.epsilon_total for r in records), default=0.0)),
         "note": ledger_note(records),
         "noise": ledger_noise(records),
+        "neighbouring": " / ".join(sorted({r.neighbouring for r in records})),
         "clients": rows,
     }
 
@@ -115,6 +135,7 @@ def format_ledger(records: list[ClientPrivacyRecord]) -> str:
             f"{num(r.epsilon_statistics, 7)} {num(r.epsilon_total, 7)} {r.delta:>8.1e}"
         )
     lines.append("noise: " + ledger_noise(records))
+    lines.append("neighbouring: " + " / ".join(sorted({r.neighbouring for r in records})))
     note = ledger_note(records)
     if note:
         lines.append("NOTE: " + note)
@@ -143,4 +164,7 @@ def privacy_record(client_id: int, privacy_state: PrivacyState, stats_noise_mult
         target_epsilon=privacy.epsilon,
         history=tuple(accountant.history),
         noise=noise_label(privacy),
+        neighbouring=neighbouring_relation(privacy),
+        max_records=plan.num_records if private and plan is not None else None,
+        reserved_rounds=privacy.reserved_rounds if private else 0,
     )

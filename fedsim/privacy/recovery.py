@@ -35,12 +35,13 @@ from fedsim.seeding import torch_generator
 
 
 def recover_client(client: Client, confirmed: dict[str, Any] | None, unconfirmed_rounds: int, seed: int,
-                   round_index: int, restart: int) -> None:
+                   round_index: int, restart: int | str) -> None:
     """Fix a client just restored from a checkpoint after its worker died (module docstring).
 
     ``confirmed`` is the accountant state it reported after its last completed round
     (None if it completed none since it was built); ``unconfirmed_rounds`` the rounds it
-    started without confirming, each charged as a full round.  The accountant object is
+    started without confirming, each charged as a full round; ``restart`` names the
+    event (a worker restart's number, or ``"resume-k"``) so that every re-seed is distinct.  The accountant object is
     updated in place (its holders see the change)."""
     state = client.privacy_state
     accountant = state.accountant

@@ -23,6 +23,10 @@ TINY_HYPEVAE = FedHypeVAEConfig(latent_dim=4, hidden_dim=16, hidden_layers=1, co
                                 label_dim=4, mmd_samples=2, meta_steps=10, meta_samples=8)
 
 
+MAX_RECORDS = 96
+"""The public bound of the tiny federations (their clients have ~64 train records)."""
+
+
 def tiny_command(algorithm: str = "fedhypevae", *, clients: int = 4, rounds: int = 3,
                  epsilon: float = 1.0, **overrides) -> TrainCommand:
     """A federation that trains in a second or two: 4 clients × ~60 records, 8-d."""
@@ -30,7 +34,8 @@ def tiny_command(algorithm: str = "fedhypevae", *, clients: int = 4, rounds: int
         algorithm=algorithm,
         data=DataConfig(num_clients=clients, partition="iid",
                         synthetic=SyntheticConfig(n_samples=100 * clients, dim=8, num_classes=3, intrinsic_dim=2)),
-        privacy=PrivacyConfig(epsilon=epsilon, reproducible_noise=True),  # runs are compared bit for bit
+        privacy=PrivacyConfig(epsilon=epsilon, reproducible_noise=True,  # runs are compared bit for bit
+                              max_records=MAX_RECORDS),
         training=TrainingConfig(rounds=rounds, batch_size=16),
         fedhypevae=TINY_HYPEVAE,
         evaluation=EvaluationConfig(probe=LinearProbeConfig(steps=5)),

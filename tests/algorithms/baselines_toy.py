@@ -19,6 +19,20 @@ from fedsim.privacy.config import PrivacyConfig
 from fedsim.simulation import LocalClientPool, run_federation
 
 
+MAX_RECORDS = 64
+"""The public bound of the toy federations (3 clients × 80 records: ~51 train records each)."""
+
+
+def opacus_rdp_epsilon(history, delta: float) -> float:
+    """ε of ``history`` ``[(σ, q, steps), ...]`` from a brand-new Opacus RDP accountant
+    (the independent reference)."""
+    from opacus.accountants import RDPAccountant
+
+    accountant = RDPAccountant()
+    accountant.history = [(float(s), float(q), int(t)) for s, q, t in history]
+    return float(accountant.get_epsilon(delta))
+
+
 def toy_federation(num_clients: int = 3, per_client: int = 80, dim: int = 6, classes: int = 3,
                    seed: int = 0, partition: str = "iid") -> Federation:
     """Gaussian blobs (std 0.5) around class means 3·e_c: linearly separable."""
@@ -44,6 +58,7 @@ def run(algorithm: str, method, federation: Federation, rounds: int = 5, epsilon
     compared bit for bit, so their DP noise is the seeded one unless ``reproducible_noise=False``
     is passed (the secure source is tested in tests/privacy/test_secure_noise.py)."""
     privacy.setdefault("reproducible_noise", True)
+    privacy.setdefault("max_records", MAX_RECORDS)
     settings = RunSettings(algorithm, method, PrivacyConfig(epsilon=epsilon, **privacy),
                            TrainingConfig(rounds=rounds, local_epochs=local_epochs, batch_size=batch_size),
                            EvaluationConfig(selection=selection), seed)

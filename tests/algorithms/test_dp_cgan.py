@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from baselines_toy import assert_state_dict_round_trip, label_agreement, run, spec_of, toy_federation
+from baselines_toy import (assert_state_dict_round_trip, label_agreement, opacus_rdp_epsilon, run, spec_of,
+                           toy_federation)
 from fedsim.algorithms.dp_cgan import DPCGANClient, DPCGANConfig
 from fedsim.algorithms.spec import TrainingConfig
 from fedsim.evaluation.downstream import EvaluationConfig
@@ -69,9 +70,12 @@ def test_ledger_counts_discriminator_steps_and_label_release(private_run):
     result, _, pool, _ = private_run
     for record, client in zip(result.privacy_records, pool.clients.values()):
         assert record.privacy_mode == "strict"
-        assert record.steps == client.privacy_state.plan.total_steps
+        plan = client.privacy_state.plan
+        assert record.steps == plan.total_steps - client.privacy_state.steps_per_round()  # 1 reserved round
         assert record.stats_noise_multiplier is not None
-        assert 0.95 < record.epsilon_total <= 1.0 + 1e-6
+        assert record.epsilon_total <= 1.0 + 1e-6
+        full = [(plan.noise_multiplier, plan.sample_rate, plan.total_steps), (record.stats_noise_multiplier, 1.0, 1)]
+        assert 0.95 < opacus_rdp_epsilon(full, 1e-4) <= 1.0 + 1e-6  # σ was calibrated for the reserve too
 
 
 def test_state_dict_round_trip(private_run):

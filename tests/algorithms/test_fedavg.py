@@ -68,7 +68,8 @@ def test_non_private_ledger_says_inf_whatever_the_epsilon(federation):
 
 
 def test_private_option_uses_dp_sgd_and_spends_at_most_the_target(federation):
-    result, _, pool, _ = run("fedavg", FedAvgConfig(private=True), federation, rounds=3, epsilon=2.0)
+    result, _, pool, _ = run("fedavg", FedAvgConfig(private=True), federation, rounds=3, epsilon=2.0,
+                             reserved_rounds=0)
     for record, client in zip(result.privacy_records, pool.clients.values()):
         assert record.privacy_mode == "strict"
         assert record.noise_multiplier > 0

@@ -73,7 +73,7 @@ def test_eq10_weighted_delta_is_the_sample_weighted_mean():
 @pytest.mark.parametrize("epsilon", [2.0, float("inf")])
 def test_a_fedhypevae_round_sends_exactly_the_change_of_phi(epsilon):
     server = FedHypeVAEServer(SPEC, CONFIG, seed=0)
-    client = FedHypeVAEClient(client_data(0), SPEC, CONFIG, PrivacyConfig(epsilon=epsilon, clip_norm=1.0),
+    client = FedHypeVAEClient(client_data(0), SPEC, CONFIG, PrivacyConfig(epsilon=epsilon, clip_norm=1.0, max_records=64),
                               TrainingConfig(rounds=2, batch_size=16), EvaluationConfig(), seed=0)
     private_before = {n: p.detach().clone() for n, p in client.model.named_parameters() if not is_shared(n)}
     broadcast = server.broadcast()
@@ -84,7 +84,8 @@ def test_a_fedhypevae_round_sends_exactly_the_change_of_phi(epsilon):
 
     assert set(update.delta) == set(server.shared)
     assert not any(n.split(".")[0] in ("encoder", "client_code") for n in update.delta)
-    assert update.num_samples == 40 and update.client_id == 0
+    # n_i = 40 without DP; with DP the public bound (n_i is hidden under add/remove)
+    assert update.num_samples == (40 if epsilon == float("inf") else 64) and update.client_id == 0
     local_phi = {n: p.detach() for n, p in client.model.named_parameters() if is_shared(n)}
     for name, delta in update.delta.items():
         torch.testing.assert_close(delta, local_phi[name] - broadcast[name])

@@ -82,9 +82,9 @@ def opacus_epsilon(history, delta, accountant):
 
 
 def fixed_plan(num_records: int, sample_rate: float, noise_multiplier: float) -> DPSGDPlan:
-    """A plan with the given n, q and σ (no calibration): one step per epoch."""
+    """A plan with the given n, q and σ (no calibration): one step per epoch, no step limit."""
     return DPSGDPlan(num_records=num_records, sample_rate=sample_rate,
-                     expected_batch_size=sample_rate * num_records, steps_per_epoch=1, total_steps=1,
+                     expected_batch_size=sample_rate * num_records, steps_per_epoch=1, total_steps=10**9,
                      noise_multiplier=noise_multiplier, target_epsilon=1.0)
 
 

@@ -143,13 +143,22 @@ def test_accountant_kinds_are_recorded_and_survive_state_dicts():
 
 
 def test_plan_calibrates_for_the_steps_really_run():
-    privacy = PrivacyConfig(epsilon=3.0, delta=1e-5, stats_epsilon_fraction=0.2)
-    plan = plan_dp_sgd(num_records=250, batch_size=32, rounds=4, local_epochs=2, privacy=privacy,
-                       dp_sgd_share=0.8)
+    privacy = PrivacyConfig(epsilon=3.0, delta=1e-5, stats_epsilon_fraction=0.2, max_records=250,
+                            reserved_rounds=0)
+    plan = plan_dp_sgd(num_records=180, batch_size=32, rounds=4, local_epochs=2, privacy=privacy,
+                       dp_sgd_share=0.8)  # planned from the public bound 250, not from n = 180
     assert plan.sample_rate == pytest.approx(32 / 250)
     assert plan.expected_batch_size == pytest.approx(32.0)
     assert plan.steps_per_epoch == math.ceil(250 / 32) and plan.total_steps == 4 * 2 * 8
     spent = opacus_epsilon([(plan.noise_multiplier, plan.sample_rate, plan.total_steps)], 1e-5, "rdp")
     assert 0.98 * 2.4 <= spent <= 2.4
     no_dp = plan_dp_sgd(250, 32, 4, 2, PrivacyConfig(epsilon=math.inf))
-    assert no_dp.noise_multiplier == 0.0
+    assert no_dp.noise_multiplier == 0.0 and no_dp.num_records == 250  # no DP: n itself
+
+
+def test_plan_keeps_reserved_rounds_in_the_calibration():
+    privacy = PrivacyConfig(epsilon=2.0, delta=1e-5, max_records=200, reserved_rounds=2)
+    plan = plan_dp_sgd(num_records=120, batch_size=25, rounds=3, local_epochs=1, privacy=privacy)
+    assert plan.total_steps == (3 + 2) * 8
+    spent = opacus_epsilon([(plan.noise_multiplier, plan.sample_rate, plan.total_steps)], 1e-5, "rdp")
+    assert 0.98 * 2.0 <= spent <= 2.0

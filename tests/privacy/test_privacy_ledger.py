@@ -20,6 +20,7 @@ from privacy_testkit import opacus_epsilon, CLASSES, DIM, TINY
 
 ROUNDS, BATCH = 2, 16
 N_TRAIN = (80, 64)
+MAX_RECORDS = 96  # the public bound the plans use (never n_i)
 
 
 def _client_data(client_id: int, n_train: int) -> ClientData:
@@ -52,12 +53,12 @@ def run_clients(privacy: PrivacyConfig, seed: int = 0):
 @pytest.mark.parametrize("accountant", ["rdp", pytest.param("prv", marks=pytest.mark.slow)])  # PRV: ~15 s
 def test_ledger_epsilon_is_the_composed_epsilon_of_what_each_client_ran(accountant):
     privacy = PrivacyConfig(epsilon=2.0, delta=1e-4, clip_norm=1.0, accountant=accountant,
-                            stats_epsilon_fraction=0.25)
+                            stats_epsilon_fraction=0.25, max_records=MAX_RECORDS, reserved_rounds=0)
     clients = run_clients(privacy)
     records = [c.privacy_record() for c in clients]
     for client, record, n in zip(clients, records, N_TRAIN):
-        q = BATCH / n
-        steps = ROUNDS * math.ceil(n / BATCH)  # the steps the client really ran
+        q = BATCH / MAX_RECORDS  # planned from the public bound, the same for both clients
+        steps = ROUNDS * math.ceil(MAX_RECORDS / BATCH)  # the steps the client really ran
         sigma = client.privacy_state.plan.noise_multiplier
         assert sigma > 0 and record.noise_multiplier == sigma
         assert record.sample_rate == pytest.approx(q) and record.steps == steps

@@ -15,7 +15,7 @@ from privacy_testkit import opacus_epsilon
 
 
 def _state(epsilon: float = 2.0, local_epochs: int = 3, seed: int = 0) -> PrivacyState:
-    privacy = PrivacyConfig(epsilon=epsilon, delta=1e-5)
+    privacy = PrivacyConfig(epsilon=epsilon, delta=1e-5, max_records=100)
     plan = plan_dp_sgd(num_records=100, batch_size=16, rounds=4, local_epochs=local_epochs, privacy=privacy)
     return PrivacyState.fresh(privacy, plan, local_epochs, SeededNoise(torch.Generator().manual_seed(seed)))
 
@@ -23,7 +23,7 @@ def _state(epsilon: float = 2.0, local_epochs: int = 3, seed: int = 0) -> Privac
 def test_a_round_is_local_epochs_times_the_steps_per_epoch_and_is_charged_at_the_plan():
     state = _state()
     assert state.steps_per_round() == 3 * math.ceil(100 / 16)
-    assert 4 * state.steps_per_round() == state.plan.total_steps  # what σ was calibrated for
+    assert (4 + 1) * state.steps_per_round() == state.plan.total_steps  # what σ was calibrated for (1 reserved)
     charge = state.round_charge()
     assert charge == (state.plan.noise_multiplier, 16 / 100, state.steps_per_round())
     assert charge.steps == state.steps_per_round()

@@ -29,7 +29,7 @@ from fedsim.privacy.config import PrivacyConfig
 from fedsim.privacy.dp_sgd import RecordLoss
 from fedsim.privacy.dp_trainer import DPTrainer, ParameterGroup
 from fedsim.privacy.ledger import ClientPrivacyRecord, privacy_record
-from fedsim.privacy.plan import plan_dp_sgd
+from fedsim.privacy.plan import kept_records, plan_dp_sgd
 from fedsim.privacy.secure_noise import dp_noise, noise_source
 from fedsim.privacy.state import PrivacyState
 from fedsim.privacy.statistics import ClassStatistics, release_class_statistics
@@ -52,9 +52,10 @@ class FedHypeVAEClient:
         with seeded(seed, "fedhypevae-client", data.client_id):
             self.model = FedHypeVAEModel(spec.dim, spec.num_classes, config,
                                          generator=torch_generator(seed, "client-code", data.client_id))
-        self.x = torch.as_tensor(data.x_train, dtype=torch.float32)
-        self.onehot = torch.nn.functional.one_hot(
-            torch.as_tensor(data.y_train, dtype=torch.long), spec.num_classes).float()
+        kept = kept_records(data.x_train, data.y_train, privacy, seed, data.client_id)
+        self.x = torch.as_tensor(data.x_train[kept], dtype=torch.float32)
+        self.y = torch.as_tensor(data.y_train[kept], dtype=torch.long)
+        self.onehot = torch.nn.functional.one_hot(self.y, spec.num_classes).float()
         plan = plan_dp_sgd(len(self.x), schedule.resolved_batch_size(), schedule.rounds, schedule.local_epochs, privacy,
                            1.0 - privacy.stats_epsilon_fraction)
         # data-independent model randomness (ε_z, MMD noise); with seeded noise it is also
@@ -78,12 +79,13 @@ class FedHypeVAEClient:
         optimizer = torch.optim.Adam(self.model.parameters(), lr=self.config.lr)
         privacy = privacy_state.privacy
         if not (privacy.private and privacy.privacy_mode == "paper"):
-            return DPTrainer(parameters, VmapClippedSum(self._record_loss()), optimizer, privacy_state)
+            return DPTrainer(parameters, VmapClippedSum(self._record_loss()), optimizer, privacy_state,
+                             num_records=len(self.x))
         shared = {n: p for n, p in parameters.items() if is_shared(n)}
         local = {n: p for n, p in parameters.items() if not is_shared(n)}
         outside_dp = ParameterGroup(local, VmapClippedSum(self._record_loss(fixed=shared, with_mmd=False)))
         return DPTrainer(shared, VmapClippedSum(self._record_loss(fixed=local)), optimizer, privacy_state,
-                         outside_dp=outside_dp)
+                         outside_dp=outside_dp, num_records=len(self.x))
 
     def _record_loss(self, fixed: Mapping[str, nn.Parameter] | None = None, with_mmd: bool = True) -> RecordLoss:
         """ℓ_j(p; x_j, onehot_j, ε_z,j, mmd_noise) as a function of the trained parameters
@@ -107,7 +109,8 @@ class FedHypeVAEClient:
     def local_round(self, broadcast: Mapping[str, Tensor], round_index: int) -> tuple[ClientUpdate, LocalDiagnostics]:
         shared = {n: p for n, p in self.model.named_parameters() if is_shared(n)}
         delta = self.trainer.run_round(shared, broadcast, self._step)
-        update = ClientUpdate(self.client_id, delta, num_samples=len(self.x))
+        # with DP n_i is hidden: the public bound (equal weights in Eq. 10)
+        update = ClientUpdate(self.client_id, delta, num_samples=self.privacy_state.public_sample_count(len(self.x)))
         return update, LocalDiagnostics(self.client_id, self._diagnostics())
 
     def _step(self) -> None:
@@ -138,12 +141,13 @@ class FedHypeVAEClient:
         that the ledger's ε composes DP-SGD and this release."""
         state, privacy = self.privacy_state, self.privacy_state.privacy
         if state.private:
+            state.check_release_fits()
             sigma = calibrate_release_noise(state.accountant.history, privacy.epsilon, privacy.delta,
                                             privacy.accountant)
             self.stats_noise_multiplier = sigma
         else:
             sigma = 0.0
-        stats = release_class_statistics(self.x, torch.as_tensor(self.data.y_train, dtype=torch.long),
+        stats = release_class_statistics(self.x, self.y,
                                          self.onehot.shape[1], self.stats_clip_norm, sigma, privacy.covariance,
                                          noise_source(privacy, self.seed, "statistics", self.client_id))
         if state.private:

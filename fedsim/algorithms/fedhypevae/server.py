@@ -41,7 +41,8 @@ class FedHypeVAEServer(SharedStateServer):
 
     def finalize(self, releases: Sequence[ClassStatistics]) -> GeneratorArtifact:
         """Fit v_o (or K mixed meta-codes) to the pooled DP statistics and package the generator."""
-        moments = moments_from_statistics(pooled(list(releases)))
+        statistics = pooled(list(releases))
+        moments = moments_from_statistics(statistics)
         generator = torch_generator(self.seed, "meta-code")
         if self.config.meta_fit:
             codes, weights, self.meta_history = fit_meta_codes(
@@ -52,4 +53,5 @@ class FedHypeVAEServer(SharedStateServer):
             codes, weights = torch.zeros(1, self.config.code_dim), torch.ones(1)
         shared_state = {name: value.clone() for name, value in self.shared.items()}
         return GeneratorArtifact(shared_state, codes, weights, moments.label_distribution,
-                                 self.spec.dim, self.spec.num_classes, self.config)
+                                 self.spec.dim, self.spec.num_classes, self.config,
+                                 float(statistics.counts.clamp_min(0.0).sum()))

@@ -30,6 +30,8 @@ class GeneratorArtifact:
     input_dim: int
     num_classes: int
     config: FedHypeVAEConfig
+    released_records: float | None = None
+    """Σ of the released noisy class counts (a DP count of all train records)."""
 
     def build(self) -> FedHypeVAEModel:
         """A model holding Φ (its encoder and client code are unused).  Built under a
