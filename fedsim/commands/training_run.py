@@ -155,7 +155,10 @@ def run_training(command, callbacks: Sequence[RunCallback] = ()) -> dict:
 def synthetic_set_size(command, federation, artifact) -> int:
     """The released synthetic set's size: ``--training.synthetic-size``, else the
     federation's total train size; with DP the total is hidden, so the released DP count
-    of it (``artifact.released_records``: the sum of the clients' noisy class counts)."""
+    of it (``artifact.released_records``: the sum of the clients' noisy class counts).
+    0 for a method that releases no synthetic data (its registry record's ``synthesis``)."""
+    if not method(command.algorithm).synthesis:
+        return 0
     if command.training.synthetic_size:
         return command.training.synthetic_size
     if not command.privacy.private:

@@ -72,7 +72,8 @@ def test_an_actor_killed_mid_round_does_not_stop_the_run_and_its_steps_stay_coun
     assert [e["event"] for e in events] == ["restart"] and events[0]["clients"] == [0, 1]
     assert events[0]["round"] == 4
     assert len(result.evaluations) == 4 and len(result.privacy_records) == 4
-    per_round = {c.client_id: command.training.local_epochs * math.ceil(c.n_train / 16)
+    # DP-SGD is planned from the public bound, not n_i (fedsim/privacy/plan.py)
+    per_round = {c.client_id: command.training.local_epochs * math.ceil(command.privacy.max_records / 16)
                  for c in prepared.federation.clients}
     # every client is charged 4 rounds: clients 0 and 1 reported 3, and the round they
     # died in counts in full although its update was lost
@@ -85,9 +86,9 @@ def test_late_clients_are_left_out_of_the_round_but_their_steps_counted(ray_clus
     result = simulate(replace(command, backend="ray", ray=ray), prepare(command))
     assert any(row.get("dropped", 0) > 0 for row in result.round_metrics)
     assert sum(row["clients"] + row.get("dropped", 0) for row in result.round_metrics) == 3 * 2
-    n_train = {c.client_id: c.n_train for c in prepare(command).federation.clients}
-    assert {r.client_id: r.steps for r in result.privacy_records} == {
-        cid: 3 * math.ceil(n / 16) for cid, n in n_train.items()}  # late rounds ran, and count
+    client_ids = [c.client_id for c in prepare(command).federation.clients]
+    assert {r.client_id: r.steps for r in result.privacy_records} == {  # late rounds ran, and count
+        cid: 3 * math.ceil(command.privacy.max_records / 16) for cid in client_ids}
 
 
 @pytest.mark.slow

@@ -79,7 +79,8 @@ def test_table_end_to_end_and_resume(tmp_path, count_runs, capsys):
     private = summary[summary["method"].isin(["DP-CGAN", "DP-CVAE", "FedHypeVAE", "DP-FedAvg", "DP-FedProx",
                                               "dp-stats"])]
     assert len(private) == 12
-    assert (private["epsilon_max"] <= 1.0 + 1e-6).all() and (private["epsilon_max"] > 0.9).all()
+    # below the target by the reserved round's share (--privacy.reserved-rounds 1 of 2 + 1 rounds)
+    assert (private["epsilon_max"] <= 1.0 + 1e-6).all() and (private["epsilon_max"] > 0.75).all()
     assert private[private["method"].isin(["DP-CGAN", "DP-CVAE", "FedHypeVAE", "dp-stats"])]["fidelity_mmd2"].notna().all()
     bounds = summary[summary["kind"] == "bound"]
     assert sorted(bounds["method"].unique()) == sorted(BOUND_LABELS) and bounds["fidelity_mmd2"].isna().all()

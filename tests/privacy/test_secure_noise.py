@@ -243,7 +243,7 @@ def _records(privacy: PrivacyConfig) -> list:
         steps = 2 * math.ceil(n / 16)
         plan = DPSGDPlan(num_records=n, sample_rate=16 / n, expected_batch_size=16.0,
                          steps_per_epoch=steps // 2, total_steps=steps,
-                         noise_multiplier=1.1 if privacy.private else 0.0, target_epsilon=privacy.epsilon)
+                         noise_multiplier=2.0 if privacy.private else 0.0, target_epsilon=privacy.epsilon)
         state = PrivacyState.fresh(privacy, plan, local_epochs=2, noise=noise_source(privacy, 0, client_id))
         if privacy.private:
             state.accountant.record(plan.noise_multiplier, plan.sample_rate, plan.total_steps, kind="dp-sgd")
