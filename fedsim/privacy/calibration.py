@@ -155,11 +155,12 @@ def calibrate_release_noise(
     def search() -> float:
         global evaluations
         curve = _MonotoneEpsilon(spent)
-        if accountant == "prv" and all(s > 0 for s, _, t in entries if t > 0):
+        ran = [entry for entry in entries if entry[2] > 0]  # as epsilon_of_history counts them
+        if accountant == "prv" and all(s > 0 for s, _, _ in ran):
             band = PRV_RELEASE_TOLERANCE * target_epsilon
-            base = _estimate(entries, delta) if entries else 0.0
+            base = _estimate(ran, delta) if ran else 0.0
             if base < target_epsilon - band:
-                sigma = search_with_estimate(curve, _estimator(entries, 1.0, 1, delta), target_epsilon, band,
+                sigma = search_with_estimate(curve, _estimator(ran, 1.0, 1, delta), target_epsilon, band,
                                              guess(base), OPACUS_MAX_SIGMA, base, -2.0)
                 if sigma is not None:
                     return sigma

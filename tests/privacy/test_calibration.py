@@ -104,6 +104,7 @@ def test_rdp_release_noise_is_the_plain_search_result_and_composes_to_at_most_th
 @pytest.mark.parametrize("target,delta,history", [
     (1.0, 1e-4, None),
     (1.0, 1e-4, [(7.39, 256 / 1084, 75)]),
+    (1.0, 1e-4, [(2.0, 0.5, 0), (7.39, 256 / 1084, 75)]),  # an entry of no steps counts for nothing
     (6.0, 1e-5, [(1.5, 0.2, 40), (2.3, 0.2, 10)]),
     (0.5, 1e-4, []),
 ])
