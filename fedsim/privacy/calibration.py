@@ -68,7 +68,7 @@ OPACUS_EPSILON_TOLERANCE = 0.005
 OPACUS_MAX_SIGMA = 1e6
 """Opacus' ``MAX_SIGMA``: the DP-SGD search gives up beyond it."""
 RELEASE_TOLERANCE = 1e-3
-"""Relative σ tolerance of the release search: the upper end of a bracket no wider than this share of it."""
+"""Relative σ tolerance of the RDP release search: the upper end of a bracket no wider than this share of it."""
 PRV_RELEASE_TOLERANCE = 1e-3
 """Relative ε tolerance of the PRV release search: the composed ε is in [target·(1 − 10⁻³), target]."""
 PRV_SEARCH = "estimate-then-check"
@@ -133,7 +133,8 @@ def calibrate_release_noise(
     accountant: AccountantName,
     tolerance: float = RELEASE_TOLERANCE,
 ) -> float:
-    """Smallest noise multiplier σ_s (within ``tolerance``, relative) of one extra Gaussian
+    """Smallest noise multiplier σ_s (RDP: within ``tolerance``, relative; PRV: composed ε
+    within :data:`PRV_RELEASE_TOLERANCE` of the target, relative) of one extra Gaussian
     mechanism (q = 1) such that ``history`` composed with it spends at most
     ``target_epsilon``; the result is always on the safe side (ε ≤ target)."""
     if math.isinf(target_epsilon):
