@@ -55,10 +55,11 @@ def ray_session(config: RayConfig) -> Iterator[None]:
             ray.shutdown()
 
 
-def cluster_plan(num_clients: int, config: RayConfig) -> ActorPlan:
+def cluster_plan(num_clients: int, config: RayConfig, device: str = "auto") -> ActorPlan:
     """:func:`fedsim.backend.plan_actors` for the connected cluster's resources."""
     resources = ray.cluster_resources()
-    return plan_actors(num_clients, float(resources.get("CPU", 0.0)), float(resources.get("GPU", 0.0)), config)
+    return plan_actors(num_clients, float(resources.get("CPU", 0.0)), float(resources.get("GPU", 0.0)), config,
+                       device)
 
 
 class ServerProxy:
@@ -105,7 +106,7 @@ def ray_federation(prepared, config: RayConfig, verbose: bool = True,
     the client actors start concurrently."""
     config.validate()
     with ray_session(config):
-        plan = cluster_plan(len(prepared.federation.clients), config)
+        plan = cluster_plan(len(prepared.federation.clients), config, prepared.settings.device_option)
         server = pool = None
         try:
             server = ServerProxy(prepared.spec, prepared.settings, plan.threads)

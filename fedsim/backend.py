@@ -9,8 +9,9 @@ Layout (:func:`plan_actors`): a cluster with ``C`` CPUs hosts at most
 cluster has room; with more clients than that, the clients are spread evenly over
 as many actors as fit (``⌈m / actors⌉`` clients each).  The server actor reserves
 no CPU: it works only between the clients' rounds.  On a cluster with GPUs each
-client actor gets ``GPUs / actors`` of one by default (fractional); on a CPU-only
-cluster none is requested.
+client actor gets ``GPUs / actors`` of one by default (fractional) unless the clients
+run on the CPU (``--device cpu``, the default, or a method that runs on the CPU only);
+on a CPU-only cluster none is requested, and ``--device cuda`` is refused.
 """
 
 from __future__ import annotations
@@ -75,8 +76,12 @@ class ActorPlan:
         return [ids[start:start + size] for start in range(0, len(ids), size)]
 
 
-def plan_actors(num_clients: int, cluster_cpus: float, cluster_gpus: float, config: RayConfig) -> ActorPlan:
-    """The layout of ``num_clients`` clients on a cluster (module docstring)."""
+def plan_actors(num_clients: int, cluster_cpus: float, cluster_gpus: float, config: RayConfig,
+                device: str = "auto") -> ActorPlan:
+    """The layout of ``num_clients`` clients on a cluster (module docstring); ``device``:
+    ``--device`` as it applies to the method (``RunSettings.device_option``)."""
+    if device == "cuda" and cluster_gpus <= 0:
+        raise UserError("--device cuda: the Ray cluster has no GPUs; use --device cpu or auto.")
     if num_clients < 1:
         raise ValueError("a federation needs at least one client")
     capacity = int(math.floor(cluster_cpus / config.cpus_per_actor + 1e-9))
@@ -96,7 +101,7 @@ def plan_actors(num_clients: int, cluster_cpus: float, cluster_gpus: float, conf
         per_actor = math.ceil(num_clients / min(num_clients, capacity))
     actors = math.ceil(num_clients / per_actor)
     if config.gpus_per_actor is None:
-        gpus = cluster_gpus / actors if cluster_gpus > 0 else 0.0
+        gpus = cluster_gpus / actors if cluster_gpus > 0 and device != "cpu" else 0.0
         if gpus >= 1:
             gpus = float(math.floor(gpus))  # Ray wants whole GPUs above one
     else:

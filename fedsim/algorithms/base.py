@@ -96,7 +96,7 @@ def apply_server_step(params: dict[str, Tensor], updates: Sequence[ClientUpdate]
     step = weighted_delta(updates)
     with torch.no_grad():
         for name, value in params.items():
-            value.add_(step[name], alpha=server_lr)
+            value.add_(step[name].to(value.device), alpha=server_lr)  # updates arrive on the CPU
 
 
 def synthesize(artifact: Any, size: int, generator: torch.Generator) -> tuple[Any, Any]:
@@ -114,7 +114,7 @@ class SharedStateServer:
     shared: dict[str, Tensor]
 
     def state_dict(self) -> dict[str, Any]:
-        return {"shared": {name: value.clone() for name, value in self.shared.items()}}
+        return {"shared": {name: value.clone().cpu() for name, value in self.shared.items()}}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         with torch.no_grad():

@@ -43,6 +43,7 @@ from torch import Tensor, nn
 
 from fedsim.algorithms.base import ClientUpdate, LocalDiagnostics, SharedStateServer, apply_server_step
 from fedsim.algorithms.spec import FederationSpec, TrainingConfig
+from fedsim.device import CPU, to_device
 from fedsim.evaluation.blend import ClientEvaluation
 from fedsim.evaluation.classifier import predict_proba
 from fedsim.evaluation.downstream import EvaluationConfig, evaluate_global_only, evaluate_with_global_model
@@ -106,17 +107,18 @@ class FederatedClassifierClient:
 
     def __init__(self, data: ClientData, spec: FederationSpec, config: FedAvgConfig, privacy: PrivacyConfig,
                  schedule: TrainingConfig, evaluation: EvaluationConfig, seed: int,
-                 proximal_mu: float = 0.0, blend: bool = False) -> None:
-        self.client_id = data.client_id
+                 proximal_mu: float = 0.0, blend: bool = False, device: torch.device = CPU) -> None:
+        self.client_id, self.device = data.client_id, device
         self.data, self.config, self.evaluation, self.seed = data, config, evaluation, seed
         self.proximal_mu, self.blend = proximal_mu, blend
         privacy = replace(privacy, privacy_mode="strict") if config.private else replace(privacy, epsilon=math.inf)
         with seeded(seed, "fedavg", "client", data.client_id):
-            self.model = nn.Linear(spec.dim, spec.num_classes)
+            self.model = nn.Linear(spec.dim, spec.num_classes)  # initialised on the CPU, then moved
+        self.model.to(device)
         self.parameters = dict(self.model.named_parameters())
         kept = kept_records(data.x_train, data.y_train, privacy, seed, data.client_id)
-        self.x = torch.as_tensor(data.x_train[kept], dtype=torch.float32)
-        self.y = torch.as_tensor(data.y_train[kept], dtype=torch.long)
+        self.x = torch.as_tensor(data.x_train[kept], dtype=torch.float32).to(device)
+        self.y = torch.as_tensor(data.y_train[kept], dtype=torch.long).to(device)
         plan = plan_dp_sgd(len(self.x), schedule.resolved_batch_size(), schedule.rounds, schedule.local_epochs, privacy)
         noise = noise_source(privacy, seed, "fedavg", "steps", data.client_id)
         self.trainer = DPTrainer(self.parameters, GhostClippedSum(self.model, self._record_losses),
@@ -138,13 +140,14 @@ class FederatedClassifierClient:
     def local_round(self, broadcast: Mapping[str, Tensor], round_index: int) -> tuple[ClientUpdate, LocalDiagnostics]:
         trainer = self.trainer
         trainer.optimizer = self._round_optimizer()
+        broadcast = to_device(broadcast, self.device)  # Φ moves once per round
         penalty = self._proximal_term(broadcast) if self.proximal_mu > 0 else None
 
         def local_step() -> None:
             batch = trainer.sample_batch()
             trainer.step(RecordBatch((self.x[batch], self.y[batch])), penalty=penalty)
 
-        delta = trainer.run_round(self.parameters, broadcast, local_step)
+        delta = dict(to_device(trainer.run_round(self.parameters, broadcast, local_step), CPU))  # messages: CPU
         count = self.privacy_state.public_sample_count(len(self.x))  # with DP: the public bound
         return ClientUpdate(self.client_id, delta, count), LocalDiagnostics(self.client_id, self._diagnostics())
 
@@ -179,7 +182,7 @@ class FederatedClassifierClient:
         return privacy_record(self.client_id, self.privacy_state, None, None)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"model": self.model.state_dict(), "privacy_state": self.privacy_state.state_dict()}
+        return {"model": to_device(self.model.state_dict(), CPU), "privacy_state": self.privacy_state.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
@@ -189,29 +192,30 @@ class FederatedClassifierClient:
 class FederatedClassifierServer(SharedStateServer):
     """Holds the global linear classifier; FedAvg aggregation (η = 1)."""
 
-    def __init__(self, spec: FederationSpec, seed: int) -> None:
+    def __init__(self, spec: FederationSpec, seed: int, device: torch.device = CPU) -> None:
         with seeded(seed, "fedavg", "server"):
             self.model = nn.Linear(spec.dim, spec.num_classes)
+        self.model.to(device)
         self.shared = {n: p.detach() for n, p in self.model.named_parameters()}
 
     def broadcast(self) -> dict[str, Tensor]:
-        return {name: value.clone() for name, value in self.shared.items()}
+        return {name: value.clone().to(CPU) for name, value in self.shared.items()}
 
     def aggregate(self, updates: Sequence[ClientUpdate]) -> None:
         apply_server_step(self.shared, updates, 1.0)
 
     def finalize(self, releases: Sequence[None]) -> GlobalClassifier:
-        return GlobalClassifier(copy.deepcopy(self.model).eval())
+        return GlobalClassifier(copy.deepcopy(self.model).to(CPU).eval())
 
 
 def make_server(spec: FederationSpec, settings: RunSettings) -> FederatedClassifierServer:
-    return FederatedClassifierServer(spec, settings.seed)
+    return FederatedClassifierServer(spec, settings.seed, settings.server_device_here())
 
 
 def make_client(data: ClientData, spec: FederationSpec, settings: RunSettings, proximal_mu: float = 0.0,
                 blend: bool = False) -> FederatedClassifierClient:
     return FederatedClassifierClient(data, spec, settings.method, settings.privacy, settings.training,
-                                     settings.evaluation, settings.seed, proximal_mu, blend)
+                                     settings.evaluation, settings.seed, proximal_mu, blend, settings.device_here())
 
 
 def synthetic_set(artifact: GlobalClassifier, size: int, generator: torch.Generator) -> None:

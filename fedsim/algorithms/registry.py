@@ -19,11 +19,14 @@ import importlib
 import sys
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from fedsim.algorithms.spec import TrainingConfig
 from fedsim.evaluation.downstream import EvaluationConfig
 from fedsim.privacy.config import PrivacyConfig
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,9 @@ class MethodRecord:
     """Its row in the ``table`` command's default methods (in this order); None: not in them."""
     paper: bool = False
     """True for the six methods of the paper's Table 1 (:data:`PAPER_METHODS`)."""
+    runs_on_device: bool = False
+    """True when its clients and server keep models, data and DP noise on ``--device``
+    (:mod:`fedsim.device`); False: always the CPU."""
 
     @property
     def field(self) -> str:
@@ -81,14 +87,14 @@ METHODS: tuple[MethodRecord, ...] = (
                  synthesis=True, table_row=6, paper=True),
     MethodRecord("fedavg", "FedAvg", "fedsim.algorithms.fedavg", "fedsim.algorithms.fedavg:FedAvgConfig",
                  "FedAvg baseline options (global linear classifier).", batch_size=128, privacy="optional",
-                 synthesis=False, table_row=1, paper=True),
+                 synthesis=False, table_row=1, paper=True, runs_on_device=True),
     MethodRecord("fedprox", "FedProx", "fedsim.algorithms.fedprox", "fedsim.algorithms.fedprox:FedProxConfig",
                  "FedProx baseline options (FedAvg with a proximal term).", batch_size=128, privacy="optional",
-                 synthesis=False, table_row=2, paper=True),
+                 synthesis=False, table_row=2, paper=True, runs_on_device=True),
     MethodRecord("fedlambda", "FedLambda", "fedsim.algorithms.fedlambda",
                  "fedsim.algorithms.fedlambda:FedLambdaConfig",
                  "FedLambda baseline options (the FedAvg model blended with a local classifier).",
-                 batch_size=128, privacy="optional", synthesis=False, table_row=3, paper=True),
+                 batch_size=128, privacy="optional", synthesis=False, table_row=3, paper=True, runs_on_device=True),
     MethodRecord("dp-cvae", "DP-CVAE", "fedsim.algorithms.dp_cvae", "fedsim.algorithms.dp_cvae:DPCVAEConfig",
                  "DP-CVAE baseline options (Di Salvo et al. 2025).", batch_size=256, privacy="dp",
                  synthesis=True, table_row=5, paper=True),
@@ -103,12 +109,12 @@ METHODS: tuple[MethodRecord, ...] = (
                  "fedsim.algorithms.dp_fedavg:DPFedAvgConfig",
                  "DP-FedAvg options (FedAvg always under record-level DP-SGD at --privacy.*; lr and the "
                  "Poisson batch chosen on validation by benchmarks/dp_fedavg_hparams.py: lr 0.5, B 256).",
-                 batch_size=256, privacy="dp", synthesis=False, table_row=7),
+                 batch_size=256, privacy="dp", synthesis=False, table_row=7, runs_on_device=True),
     MethodRecord("dp-fedprox", "DP-FedProx", "fedsim.algorithms.fedprox",
                  "fedsim.algorithms.dp_fedavg:DPFedProxConfig",
                  "DP-FedProx options (FedProx always under record-level DP-SGD at --privacy.*; lr and the "
                  "Poisson batch chosen on validation by benchmarks/dp_fedavg_hparams.py: lr 0.5, B 256).",
-                 batch_size=256, privacy="dp", synthesis=False, table_row=8),
+                 batch_size=256, privacy="dp", synthesis=False, table_row=8, runs_on_device=True),
 )
 """Every method, in the order of ``--algorithm``'s choices and of the sweeps' default list."""
 
@@ -187,6 +193,30 @@ class RunSettings:
     training: TrainingConfig
     evaluation: EvaluationConfig
     seed: int
+    device: str = "cpu"
+    """``--device`` as given (``auto``, ``cpu``, ``cuda``); each process resolves it with
+    :func:`fedsim.device.method_device` (:meth:`device_here`)."""
+
+    @property
+    def device_option(self) -> str:
+        """``--device`` as it applies to this method: as given when its clients run on a
+        device (``MethodRecord.runs_on_device``), else ``cpu``."""
+        return self.device if method(self.algorithm).runs_on_device else "cpu"
+
+    def device_here(self) -> torch.device:
+        """The device of this method's clients and server in this process
+        (:func:`fedsim.device.resolve_device` of :attr:`device_option`)."""
+        from fedsim.device import resolve_device
+
+        return resolve_device(self.device_option)
+
+    def server_device_here(self) -> torch.device:
+        """The server's device in this process: CUDA when the clients may use a device and
+        this process sees a GPU (the driver with ``--backend local``; a Ray server actor,
+        given no GPU, uses the CPU), else the CPU."""
+        from fedsim.device import resolve_device
+
+        return resolve_device("cpu" if self.device_option == "cpu" else "auto")
 
     def __post_init__(self) -> None:
         if self.training.batch_size is None:

@@ -3,6 +3,7 @@ one federation, from data to the privacy ledger and the downstream scores."""
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import Literal
 from fedsim.algorithms.registry import DEFAULT_METHOD, MethodName, method
 from fedsim.backend import RayConfig
 from fedsim.commands.federation_options import FederationOptions
+from fedsim.device import DeviceName, check_device
 from fedsim.errors import UserError
 from fedsim.validation import check
 
@@ -27,6 +29,8 @@ class TrainCommand(FederationOptions):
     """Where clients run: ``local`` (in this process, one after the other) or ``ray`` (client actors on a local or joined Ray cluster, see --ray.*); same seed, same results."""
     ray: RayConfig = RayConfig()
     """Ray runtime options (--backend ray): cluster address, CPUs/GPUs and clients per actor, round timeout, restarts."""
+    device: DeviceName = "cpu"
+    """Where clients and server keep models, data and DP noise: ``cpu``; ``cuda``; ``auto`` (CUDA where the process running the clients sees a GPU: with --backend ray, a client actor given a GPU share).  FedAvg, FedProx, FedLambda, DP-FedAvg and DP-FedProx only (the other methods run on the CPU); the CUDA path is untested (README, "Devices")."""
     checkpoint_every: int = 10
     """Write a checkpoint (server and client states, round metrics, RNG states) into the run directory every K rounds and after the last round (0 = never); --resume continues from it."""
     resume: Path | None = None
@@ -59,6 +63,10 @@ class TrainCommand(FederationOptions):
             ("checkpoint_every", self.checkpoint_every >= 0, "an integer >= 0 (0 = never)"),
             ("threads", self.threads >= 0, "an integer >= 0 (0 = all cores)"),
         ])
+        # a GPU must be visible here when the clients run here or on a Ray started here
+        joins_cluster = self.backend == "ray" and (self.ray.address or os.environ.get("RAY_ADDRESS"))
+        check_device(self.device, method(self.algorithm).runs_on_device, self.algorithm, prefix + "device",
+                     local_gpu_check=not joins_cluster)
         if self.out is not None and Path(self.out).exists() and not Path(self.out).is_dir():
             raise UserError(f"{prefix}out {str(self.out)!r} is a file; give a run directory (new or existing).")
         if self.resume is not None and not Path(self.resume).is_dir():

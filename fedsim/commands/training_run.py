@@ -62,7 +62,7 @@ def prepare(command) -> Prepared:
     spec = FederationSpec(len(federation.clients), federation.num_classes, federation.dim,
                           tuple(federation.class_names))
     settings = RunSettings(command.algorithm, command.method_config(), command.privacy,
-                           command.training, command.evaluation, command.seed)
+                           command.training, command.evaluation, command.seed, command.device)
     return Prepared(federation, spec, settings, method(command.algorithm).implementation())
 
 

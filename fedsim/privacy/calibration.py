@@ -3,31 +3,35 @@
 Two searches, both over a function ε(σ) that does not increase with σ:
 
 * :func:`calibrate_noise` — the DP-SGD plan: ``steps`` Poisson-subsampled Gaussian steps
-  at rate ``q`` (Opacus' ``get_noise_multiplier``: doubling from σ = 20, then bisection
-  on σ until ``target − 0.005 ≤ ε(σ) ≤ target``);
+  at rate ``q``; σ with ``target − 0.005 ≤ ε(σ) ≤ target`` (Opacus'
+  ``get_noise_multiplier(..., epsilon_tolerance=0.005)`` criterion);
 * :func:`calibrate_release_noise` — one extra Gaussian mechanism (q = 1) after a history
-  (statistics, label counts): doubling from 1, then bisection until the bracket is
-  within ``tolerance`` (relative) of its upper end.
+  (statistics, label counts); the smallest σ_s that keeps the composed ε ≤ target.
 
-Both return the upper end of their bracket, whose ε is ≤ target: always the safe side.
+RDP: the answers are exactly those of the plain searches (Opacus' ``get_noise_multiplier``:
+doubling from σ = 20, then bisection until ``target − 0.005 ≤ ε(σ) ≤ target``; the
+release: doubling from 1, then bisection until the bracket is within ``tolerance``
+(relative) of its upper end, which is returned), but the accountant is asked only a
+handful of times.  A bisection only ever asks "is ε(σ) above the level?", and by
+monotonicity an evaluation at σ' ≥ σ with ε(σ') above the level answers "yes" for σ
+(one at σ' ≤ σ below the level answers "no").  :class:`_MonotoneEpsilon` keeps every
+evaluation and answers from them when they settle the question, evaluating only
+otherwise.  Before the bisection runs, a bracketing root search on log σ
+(:func:`~fedsim.privacy.log_root.bracket_log_root`) evaluates the accountant around the
+σ where ε = target, so the bisection's far questions are settled and only its last few,
+close to the answer, evaluate (≈ 8 evaluations against ≈ 11, none of the expensive ones
+at small σ); each evaluation is cheap (:mod:`fedsim.privacy.opacus_epsilon`).  The
+answer is the plain bisection's as long as ε(σ) is monotone (exactly so for RDP).  The
+returned σ is always evaluated: if ε(σ) > target (non-monotone ε), the plain bisection
+runs instead.
 
-The results are exactly those of the plain searches (Opacus' and fedsim's earlier
-bisection), but the accountant is asked only a handful of times.  A bisection only ever
-asks "is ε(σ) above the level?", and by monotonicity an evaluation at σ' ≥ σ with
-ε(σ') above the level answers "yes" for σ (one at σ' ≤ σ below the level answers "no").
-:class:`_MonotoneEpsilon` keeps every evaluation and answers from them when they settle
-the question, evaluating only otherwise.  Before the bisection runs, a bracketing root
-search on log σ (secant steps of an assumed log–log slope from a guess, widened
-geometrically until ε − target changes sign, then the Illinois variant of regula falsi
-on log(ε − base) − log(target − base), to a bracket of relative width 10⁻⁴) evaluates
-the accountant around the σ where ε = target, so the bisection's far questions are
-settled and only its last few, close to the answer, evaluate.  That costs about as many
-evaluations as the plain bisection (≈ 8 against ≈ 11) but none of the expensive ones far
-from the answer (small σ); most of the speed comes from each evaluation being cheap
-(:mod:`fedsim.privacy.opacus_epsilon`).  The answer is the plain bisection's as long as
-ε(σ) is monotone (exactly so for RDP; PRV's numerical ε is not guaranteed monotone at its
-10⁻² resolution).  The returned σ is always evaluated: if ε(σ) > target (non-monotone
-ε), the plain bisection runs instead.
+PRV: Opacus' PRV ε costs tens of milliseconds per σ, so the search runs on a cheap
+estimate of it and evaluates Opacus' ε only at the candidate answer, usually once
+(:mod:`fedsim.privacy.prv_search`).  The DP-SGD σ meets the same criterion as above
+(``target − 0.005 ≤ ε ≤ target``); the release σ_s gives a composed ε in
+``[target·(1 − 10⁻³), target]`` (:data:`PRV_RELEASE_TOLERANCE`).  Either way the returned
+σ's ε, by Opacus' PRV accountant to the last bit, is ≤ target; if the search finds none
+within a few checks, the bisections above run on Opacus' ε instead.
 
 Caching: a calibration is a pure function of its inputs (target ε, δ, q, T or the
 history, accountant, tolerance).  Results are kept in memory and in a JSON file,
@@ -35,7 +39,9 @@ history, accountant, tolerance).  Results are kept in memory and in a JSON file,
 written atomically (at most once a second, and at exit); each record stores its inputs with the output and is keyed by
 those inputs on load.  The file also names the Opacus version and this search's format;
 a file of another version, or one that cannot be read, is ignored with a warning and
-rewritten.  Clients with the same record count share a plan, hence one search.
+rewritten.  A PRV record's inputs name its search (``prv_search``), so records of the
+earlier PRV bisection are not reused.  Clients share a plan — hence one search — when
+they share the public record bound (``--privacy.max-records``: all of them by default).
 """
 
 from __future__ import annotations
@@ -53,13 +59,20 @@ import opacus
 
 from fedsim.io_utils import write_json_atomic
 from fedsim.privacy.accounting import AccountantName, epsilon_of_history
+from fedsim.privacy.log_root import bracket_log_root, log_residual
+from fedsim.privacy.opacus_epsilon import prv_epsilon_estimate
+from fedsim.privacy.prv_search import search_with_estimate
 
 OPACUS_EPSILON_TOLERANCE = 0.005
 """ε tolerance of the DP-SGD search: the calibrated σ spends ε in [target − 0.005, target]."""
 OPACUS_MAX_SIGMA = 1e6
 """Opacus' ``MAX_SIGMA``: the DP-SGD search gives up beyond it."""
 RELEASE_TOLERANCE = 1e-3
-"""Relative σ tolerance of the release search: the upper end of a bracket no wider than this share of it."""
+"""Relative σ tolerance of the RDP release search: the upper end of a bracket no wider than this share of it."""
+PRV_RELEASE_TOLERANCE = 1e-3
+"""Relative ε tolerance of the PRV release search: the composed ε is in [target·(1 − 10⁻³), target]."""
+PRV_SEARCH = "estimate-then-check"
+"""Named in the inputs of PRV calibrations (their answers are those of :mod:`fedsim.privacy.prv_search`)."""
 CACHE_FORMAT = 1
 PREWARM_RELATIVE_WIDTH = 1e-4
 
@@ -73,6 +86,8 @@ _pending: dict[Path, dict[str, dict[str, Any]]] = {}
 _last_write = -math.inf
 evaluations = 0
 """Number of accountant evaluations made by calibrations in this process (for tests and benchmarks)."""
+estimate_evaluations = 0
+"""Number of PRV estimates (:func:`~fedsim.privacy.opacus_epsilon.prv_epsilon_estimate`) made by calibrations."""
 
 
 # --- public API ------------------------------------------------------------------------
@@ -92,14 +107,21 @@ def calibrate_noise(
         raise ValueError(f"target epsilon must be > 0, got {target_epsilon}")
     inputs = {"search": "dp-sgd", "accountant": accountant, "target_epsilon": float(target_epsilon),
               "delta": float(delta), "sample_rate": float(sample_rate), "steps": int(steps)}
+    if accountant == "prv":
+        inputs["prv_search"] = PRV_SEARCH
 
     def search() -> float:
         def spent(sigma: float) -> float:
             return epsilon_of_history([(sigma, sample_rate, steps)], delta, accountant)
 
+        curve = _MonotoneEpsilon(spent)
         guess = sample_rate * math.sqrt(2 * steps * math.log(1 / delta)) / target_epsilon
-        return _checked(spent, target_epsilon, guess,
-                        lambda curve: _opacus_bisection(curve, target_epsilon))
+        if accountant == "prv":
+            sigma = search_with_estimate(curve, _estimator([], sample_rate, steps, delta), target_epsilon,
+                                         OPACUS_EPSILON_TOLERANCE, guess, OPACUS_MAX_SIGMA)
+            if sigma is not None:
+                return sigma
+        return _checked(curve, target_epsilon, guess, lambda c: _opacus_bisection(c, target_epsilon))
 
     return _cached(inputs, search)
 
@@ -111,7 +133,8 @@ def calibrate_release_noise(
     accountant: AccountantName,
     tolerance: float = RELEASE_TOLERANCE,
 ) -> float:
-    """Smallest noise multiplier σ_s (within ``tolerance``, relative) of one extra Gaussian
+    """Smallest noise multiplier σ_s (RDP: within ``tolerance``, relative; PRV: composed ε
+    within :data:`PRV_RELEASE_TOLERANCE` of the target, relative) of one extra Gaussian
     mechanism (q = 1) such that ``history`` composed with it spends at most
     ``target_epsilon``; the result is always on the safe side (ε ≤ target)."""
     if math.isinf(target_epsilon):
@@ -120,9 +143,28 @@ def calibrate_release_noise(
     inputs = {"search": "release", "accountant": accountant, "target_epsilon": float(target_epsilon),
               "delta": float(delta), "history": [list(entry) for entry in entries],
               "tolerance": float(tolerance)}
+    if accountant == "prv":
+        inputs["prv_search"] = PRV_SEARCH
+
+    def spent(sigma: float) -> float:
+        return epsilon_of_history([*entries, (sigma, 1.0, 1)], delta, accountant)
+
+    def guess(base: float) -> float:
+        # RDP at the optimal order α ≈ 1 + log(1/δ)/ε grows by α/(2σ²) with the release
+        return math.sqrt((1 + math.log(1 / delta) / target_epsilon) / (2 * (target_epsilon - base)))
 
     def search() -> float:
         global evaluations
+        curve = _MonotoneEpsilon(spent)
+        ran = [entry for entry in entries if entry[2] > 0]  # as epsilon_of_history counts them
+        if accountant == "prv" and all(s > 0 for s, _, _ in ran):
+            band = PRV_RELEASE_TOLERANCE * target_epsilon
+            base = _estimate(ran, delta) if ran else 0.0
+            if base < target_epsilon - band:
+                sigma = search_with_estimate(curve, _estimator(ran, 1.0, 1, delta), target_epsilon, band,
+                                             guess(base), OPACUS_MAX_SIGMA, base, -2.0)
+                if sigma is not None:
+                    return sigma
         evaluations += 1
         base = epsilon_of_history(entries, delta, accountant)
         if base >= target_epsilon:
@@ -130,14 +172,8 @@ def calibrate_release_noise(
                 "the DP-SGD history already spends the whole budget; "
                 "lower the share of ε given to DP-SGD"
             )
-
-        def spent(sigma: float) -> float:
-            return epsilon_of_history([*entries, (sigma, 1.0, 1)], delta, accountant)
-
-        # RDP at the optimal order α ≈ 1 + log(1/δ)/ε grows by α/(2σ²) with the release
-        guess = math.sqrt((1 + math.log(1 / delta) / target_epsilon) / (2 * (target_epsilon - base)))
-        return _checked(spent, target_epsilon, guess,
-                        lambda curve: _release_bisection(curve, target_epsilon, tolerance), base, -2.0)
+        return _checked(curve, target_epsilon, guess(base),
+                        lambda c: _release_bisection(c, target_epsilon, tolerance), base, -2.0)
 
     return _cached(inputs, search)
 
@@ -165,14 +201,14 @@ class _MonotoneEpsilon:
     always evaluated, the plain search)."""
 
     def __init__(self, epsilon_of: Callable[[float], float], settle: bool = True) -> None:
-        self._epsilon_of, self.settle = epsilon_of, settle
+        self.epsilon_of, self.settle = epsilon_of, settle
         self.points: dict[float, float] = {}
 
     def __call__(self, sigma: float) -> float:
         global evaluations
         if sigma not in self.points:
             evaluations += 1
-            self.points[sigma] = self._epsilon_of(sigma)
+            self.points[sigma] = self.epsilon_of(sigma)
         return self.points[sigma]
 
     def holds(self, sigma: float, rising: Callable[[float], bool]) -> bool:
@@ -222,65 +258,36 @@ def _release_bisection(curve: _MonotoneEpsilon, target: float, tolerance: float)
     return high
 
 
-def _checked(spent: Callable[[float], float], target: float, guess: float,
+def _checked(curve: _MonotoneEpsilon, target: float, guess: float,
              bisection: Callable[[_MonotoneEpsilon], float], base: float = 0.0, slope: float = -1.0) -> float:
     """Run ``bisection`` on evaluations pre-placed near each level; if the result does
     not spend ≤ ``target`` when evaluated (ε not monotone), run the plain bisection."""
-    curve = _MonotoneEpsilon(spent)
     _bracket_root(curve, target, guess, base, slope)
     sigma = bisection(curve)
     if curve(sigma) <= target:
         return sigma
-    return bisection(_MonotoneEpsilon(spent, settle=False))
+    return bisection(_MonotoneEpsilon(curve.epsilon_of, settle=False))
 
 
 def _bracket_root(curve: _MonotoneEpsilon, level: float, guess: float, base: float = 0.0,
                   slope: float = -1.0, max_evaluations: int = 10) -> None:
-    """Evaluate ``curve`` near the σ where ε(σ) = ``level``: Illinois regula falsi on
-    g(u) = log(ε(e^u) − base) − log(level − base), nearly linear in u = log σ with slope
-    ``slope`` (ε ∝ 1/σ for a subsampled Gaussian's T steps; the excess over the fixed
-    history's ε, ``base``, ∝ 1/σ² for one more Gaussian), from a bracket around
-    ``guess`` found by secant steps of assumed slope, widened geometrically."""
-    def g(sigma: float) -> float:
-        epsilon = curve(sigma)
-        if epsilon == math.inf:
-            return math.inf
-        return math.log(max(epsilon - base, 1e-300)) - math.log(level - base)
+    """Evaluate ``curve`` near the σ where ε(σ) = ``level``
+    (:func:`~fedsim.privacy.log_root.bracket_log_root` on log(ε − base) − log(level − base),
+    to a bracket of relative width :data:`PREWARM_RELATIVE_WIDTH`)."""
+    bracket_log_root(lambda sigma: log_residual(curve(sigma), level, base), guess, slope,
+                     PREWARM_RELATIVE_WIDTH, max_evaluations, OPACUS_MAX_SIGMA)
 
-    budget = max_evaluations
-    low = high = None  # σ with ε above / at most the level
-    sigma = min(max(guess, 1e-3), OPACUS_MAX_SIGMA)
-    while budget > 0 and (low is None or high is None) and 1e-6 < sigma < 4 * OPACUS_MAX_SIGMA:
-        budget -= 1
-        value = g(sigma)
-        if value > 0:
-            low = sigma if low is None else max(low, sigma)
-        else:
-            high = sigma if high is None else min(high, sigma)
-        factor = math.exp(value / slope) if math.isfinite(value) else 16.0  # secant of assumed slope
-        factor = min(max(factor, 1.1), 16.0) if value > 0 else min(max(factor, 1 / 16), 1 / 1.1)
-        sigma *= factor
-    if low is None or high is None:
-        return
-    u_low, u_high = math.log(low), math.log(high)
-    g_low, g_high = g(low), g(high)
-    side = 0
-    while budget > 0 and high - low > PREWARM_RELATIVE_WIDTH * high and math.isfinite(g_low):
-        u = (u_low * g_high - u_high * g_low) / (g_high - g_low) if g_high != g_low else 0.5 * (u_low + u_high)
-        if not u_low < u < u_high:
-            u = 0.5 * (u_low + u_high)
-        budget -= 1
-        value = g(math.exp(u))
-        if value > 0:
-            u_low, g_low, low = u, value, math.exp(u)
-            if side == -1:
-                g_high /= 2  # Illinois: halve the stale end
-            side = -1
-        else:
-            u_high, g_high, high = u, value, math.exp(u)
-            if side == 1:
-                g_low /= 2
-            side = 1
+
+def _estimate(entries: list[tuple[float, float, int]], delta: float) -> float:
+    global estimate_evaluations
+    estimate_evaluations += 1
+    return prv_epsilon_estimate(entries, delta)
+
+
+def _estimator(entries: list[tuple[float, float, int]], sample_rate: float, steps: int,
+               delta: float) -> Callable[[float], float]:
+    """σ ↦ the PRV estimate of ``entries`` followed by ``steps`` steps of σ at ``sample_rate``."""
+    return lambda sigma: _estimate([*entries, (sigma, sample_rate, steps)], delta)
 
 
 # --- caching ---------------------------------------------------------------------------

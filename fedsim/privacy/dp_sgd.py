@@ -73,7 +73,7 @@ def add_gaussian_noise(tensors: Mapping[str, Tensor], std: float, noise: NoiseSo
     ``std = 0`` draws nothing."""
     if std == 0.0:
         return dict(tensors)
-    return {name: t + noise.gaussian(t.shape, std, dtype=t.dtype) for name, t in tensors.items()}
+    return {name: t + noise.gaussian(t.shape, std, dtype=t.dtype, device=t.device) for name, t in tensors.items()}
 
 
 def noisy_average(clipped: Mapping[str, Tensor], clip_norm: float, noise_multiplier: float,

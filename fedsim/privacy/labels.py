@@ -24,7 +24,7 @@ def release_label_counts(labels: np.ndarray | Tensor, num_classes: int, noise_mu
     counts = torch.bincount(labels, minlength=num_classes).double()
     if noise_multiplier == 0.0:
         return counts
-    return counts + noise.gaussian((num_classes,), noise_multiplier, dtype=torch.float64)
+    return counts + noise.gaussian((num_classes,), noise_multiplier, dtype=torch.float64, device=counts.device)
 
 
 def label_distribution(counts: Tensor) -> Tensor:

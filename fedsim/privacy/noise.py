@@ -36,8 +36,11 @@ class NoiseSource(Protocol):
         ``sample_rate`` (each record independently; ValueError unless 0 < q ≤ 1)."""
         ...
 
-    def gaussian(self, shape: Sequence[int], std: float, dtype: torch.dtype = torch.float32) -> Tensor:
-        """``std · N(0, I)`` of ``shape`` and ``dtype`` (independent coordinates)."""
+    def gaussian(self, shape: Sequence[int], std: float, dtype: torch.dtype = torch.float32,
+                 device: torch.device | None = None) -> Tensor:
+        """``std · N(0, I)`` of ``shape`` and ``dtype`` (independent coordinates), on
+        ``device`` (default: the CPU) — drawn on the CPU and moved, so the same stream gives
+        the same values on every device."""
         ...
 
     def state_dict(self) -> dict[str, Any]:
@@ -74,8 +77,10 @@ class SeededNoise:
         mask = torch.rand(num_records, generator=self.generator) < sample_rate
         return torch.nonzero(mask, as_tuple=False).flatten()
 
-    def gaussian(self, shape: Sequence[int], std: float, dtype: torch.dtype = torch.float32) -> Tensor:
-        return std * torch.randn(tuple(shape), generator=self.generator, dtype=dtype)
+    def gaussian(self, shape: Sequence[int], std: float, dtype: torch.dtype = torch.float32,
+                 device: torch.device | None = None) -> Tensor:
+        values = std * torch.randn(tuple(shape), generator=self.generator, dtype=dtype)
+        return values if device is None else values.to(device)
 
     def state_dict(self) -> dict[str, Any]:
         return {"generator": self.generator.get_state()}

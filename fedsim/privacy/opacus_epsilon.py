@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import functools
 import math
+from typing import Callable
 
 import numpy as np
 from opacus.accountants import RDPAccountant
@@ -37,6 +38,7 @@ from opacus.accountants.analysis.prv import (
     Domain,
     PoissonSubsampledGaussianPRV,
     TruncatedPrivacyRandomVariable,
+    DiscretePRV,
     compose_heterogeneous,
     discretize,
 )
@@ -147,39 +149,172 @@ def rdp_epsilon(entries: list[Entry], delta: float) -> float:
     return float(eps[np.nanargmin(eps)])
 
 
+SQRT2 = np.sqrt(2)
+"""Opacus' ``prvs.SQRT2``."""
+
+
 class _TruncatedPRV(TruncatedPrivacyRandomVariable):  # type: ignore[misc]  # opacus ships no type information
-    """Opacus' truncated PRV with ``cdf(t_min)`` of the untruncated PRV computed once
-    instead of at every point the mean's quadrature visits (same value, same bits)."""
+    """Opacus' truncated PRV, the same values to the last bit, faster.
+
+    ``PoissonSubsampledGaussianPRV.cdf`` (Gopi et al. 2021, Prop. B4) is computed with
+    the same numpy/scipy functions on the same operands in the same order, but
+    ``cdf(t_min)`` once instead of at every point, ``exp(t)`` once instead of twice, the
+    branch ``t > log(1 − q)`` only where ``np.where`` would select it, and at a single
+    point (``t`` a float: every point the mean's quadrature visits) on numbers instead of
+    0-d arrays, about ten times faster there.  Tests compare ε with Opacus' accountant by
+    equality."""
 
     def __init__(self, prv: PoissonSubsampledGaussianPRV, t_min: float, t_max: float) -> None:
         super().__init__(prv, t_min, t_max)
         self._cdf_at_t_min = self._prv.cdf(self.t_min)
+        q, sigma = prv.sample_rate, prv.noise_multiplier
+        with np.errstate(divide="ignore"):  # q = 1: log 0 = -inf, as in Opacus
+            self._log_1mq = np.log(1 - q)
+        self._sigma_squared = sigma**2
+        self._erfc_scale = 2 * SQRT2 * sigma
 
-    def cdf(self, t: np.ndarray) -> np.ndarray:
+    def _above_threshold_cdf(self, t: np.ndarray) -> np.ndarray:
+        """The untruncated cdf where ``t > log(1 − q)`` (Opacus' expression, its order)."""
+        q = self._prv.sample_rate
+        z = np.log((np.exp(t) + q - 1) / q)
+        values: np.ndarray = (-q * special.erfc((2 * z * self._sigma_squared - 1) / self._erfc_scale) / 2
+                              - (1 - q) * special.erfc((2 * z * self._sigma_squared + 1) / self._erfc_scale) / 2
+                              + 1.0)
+        return values
+
+    def cdf(self, t: np.ndarray | float) -> np.ndarray | float:
+        if isinstance(t, float):
+            return self._point_cdf(t)
+        above = t > self._log_1mq
+        untruncated = np.zeros(np.shape(t))
+        untruncated[above] = self._above_threshold_cdf(np.asarray(t)[above])
         return np.where(
             t < self.t_min,
             0.0,
-            np.where(t < self.t_max, (self._prv.cdf(t) - self._cdf_at_t_min) / self._remaining_mass, 1.0),
+            np.where(t < self.t_max, (untruncated - self._cdf_at_t_min) / self._remaining_mass, 1.0),
         )
 
+    def _point_cdf(self, t: float) -> float:
+        """``cdf`` at one point: numpy's and scipy's functions on Python floats, the
+        arithmetic in Python floats (IEEE double, as numpy's)."""
+        if t < self.t_min:
+            return 0.0
+        if not t < self.t_max:
+            return 1.0
+        untruncated = 0.0
+        if t > self._log_1mq:
+            q, sigma_squared, scale = self._prv.sample_rate, float(self._sigma_squared), float(self._erfc_scale)
+            z = float(np.log((float(np.exp(t)) + q - 1) / q))
+            untruncated = (-q * float(special.erfc((2 * z * sigma_squared - 1) / scale)) / 2
+                           - (1 - q) * float(special.erfc((2 * z * sigma_squared + 1) / scale)) / 2
+                           + 1.0)
+        return float((untruncated - self._cdf_at_t_min) / self._remaining_mass)
 
-def prv_epsilon(entries: list[Entry], delta: float, eps_error: float = 0.01) -> float:
+
+class _QuadratureMeanPRV(_TruncatedPRV):
+    """The truncated PRV with its mean by a fixed Gauss–Legendre rule, vectorised
+    (for :func:`prv_epsilon_estimate` only: close to Opacus' adaptive quadrature, not
+    bit for bit).  By parts, E[L] = t_max − ∫ F(t) dt over [t_min, t_max]; the panels
+    are split at 0 and at ±10^k (k = −6 … 1) so that the cdf's transition, at the scale
+    of the PRV's spread (from 10⁻⁵ to 1), falls in panels of its own size."""
+
+    NODES, WEIGHTS = np.polynomial.legendre.leggauss(48)
+
+    def mean(self) -> float:
+        magnitudes = np.logspace(-6, 1, 15)
+        inner = np.concatenate([-magnitudes[::-1], [0.0], magnitudes])
+        points = np.concatenate([[self.t_min], inner[(inner > self.t_min) & (inner < self.t_max)], [self.t_max]])
+        half = np.diff(points)[:, None] / 2
+        middle = (points[:-1, None] + points[1:, None]) / 2
+        values = self.cdf(middle + half * self.NODES)
+        integral = float(np.sum(half[:, 0] * (values @ self.WEIGHTS)))
+        return float(self.t_max - integral)
+
+
+_ANCHOR_ORDERS_ARRAY = ORDERS[_ANCHOR]
+_TERMS = np.arange(int(_ANCHOR_ORDERS_ARRAY.max()) + 1)
+_INSIDE = _TERMS[None, :] <= _ANCHOR_ORDERS_ARRAY[:, None]
+_LOG_BINOMIALS = np.where(
+    _INSIDE,
+    special.gammaln(_ANCHOR_ORDERS_ARRAY[:, None] + 1) - special.gammaln(_TERMS + 1)
+    - special.gammaln(np.maximum(_ANCHOR_ORDERS_ARRAY[:, None] - _TERMS, 0) + 1),
+    -np.inf,
+)
+_TAIL_POWERS = np.where(_INSIDE, _ANCHOR_ORDERS_ARRAY[:, None] - _TERMS, 0)
+
+
+def _anchor_rdp_epsilon(entries: list[Entry], delta: float) -> float:
+    """:func:`rdp_epsilon` up to rounding or above it, for the estimate's domain only:
+    the RDP of integer orders α (Mironov et al. 2019, §3.3: log Σ_i C(α,i) q^i (1−q)^(α−i)
+    e^((i²−i)/(2σ²)) / (α − 1)) at the anchor orders alone, all at once — the minimum
+    over fewer orders is no smaller.  Not Opacus' value to the last bit."""
+    orders = _ANCHOR_ORDERS_ARRAY
+    total = np.zeros(len(orders))
+    for sigma, q, steps in entries:
+        if q == 1.0:
+            total += steps * orders / (2 * sigma**2)
+            continue
+        exponents = (_LOG_BINOMIALS + _TERMS * math.log(q) + _TAIL_POWERS * math.log1p(-q)
+                     + (_TERMS**2 - _TERMS) / (2 * sigma**2))
+        peak = exponents.max(axis=1)
+        log_a = peak + np.log(np.exp(exponents - peak[:, None]).sum(axis=1))
+        total += steps * log_a / (orders - 1)
+    epsilon = total - (math.log(delta) + np.log(orders)) / (orders - 1) + np.log((orders - 1) / orders)
+    return float(np.min(epsilon))
+
+
+def _composed_prv(entries: list[Entry], delta_error: float, eps_error: float,
+                  truncated_prv: type[_TruncatedPRV], rdp_bound: Callable[[list[Entry], float], float],
+                  max_points: int | None = None) -> DiscretePRV | None:
+    """Opacus' ``PRVAccountant._get_dprv``: the domain of ``compute_safe_domain_size``
+    (its RDP ε by ``rdp_bound``), each PRV truncated and discretised, composed by FFT;
+    ``None`` if the domain has more than ``max_points`` points."""
+    prvs = [PoissonSubsampledGaussianPRV(q, sigma) for sigma, q, _ in entries]
+    compositions = [steps for _, _, steps in entries]
+    total_compositions = sum(compositions)
+    domain_bound = rdp_bound(entries, delta_error / 4)
+    for sigma, q, _ in entries:
+        domain_bound = max(domain_bound, rdp_bound([(sigma, q, 1)], delta_error / (8 * total_compositions)))
+    half_width = max(domain_bound, eps_error) + 3
+    mesh_size = eps_error / np.sqrt(total_compositions * np.log(12 / delta_error) / 2)
+    domain = Domain.create_aligned(-half_width, half_width, mesh_size)
+    if max_points is not None and domain.size > max_points:
+        return None
+    truncated = [truncated_prv(prv, domain.t_min, domain.t_max) for prv in prvs]
+    return compose_heterogeneous(dprvs=[discretize(t, domain) for t in truncated],
+                                 num_self_compositions=compositions)
+
+
+PRV_EPS_ERROR = 0.01
+"""Opacus' default ``eps_error`` of ``PRVAccountant.get_epsilon``."""
+ESTIMATE_EPS_ERROR = 0.05
+"""Mesh of :func:`prv_epsilon_estimate`: that of ``eps_error = 0.05`` (5× coarser, 5× fewer points)."""
+ESTIMATE_MAX_POINTS = 1 << 21
+""":func:`prv_epsilon_estimate` answers ∞ rather than discretise on more points (tiny σ: a huge domain)."""
+
+
+def prv_epsilon(entries: list[Entry], delta: float, eps_error: float = PRV_EPS_ERROR) -> float:
     """``PRVAccountant(history=entries).get_epsilon(delta)`` with Opacus' defaults
     (``eps_error = 0.01``, ``delta_error = δ/1000``), bit for bit: the same PRVs,
     domain, discretisation and FFT composition, returning the upper bound on ε."""
     delta_error = delta / 1000
-    prvs = [PoissonSubsampledGaussianPRV(q, sigma) for sigma, q, _ in entries]
-    compositions = [steps for _, _, steps in entries]
-    total_compositions = sum(compositions)
-    # opacus.accountants.analysis.prv.domain.compute_safe_domain_size, RDP via rdp_epsilon
-    domain_bound = rdp_epsilon(entries, delta_error / 4)
-    for sigma, q, _ in entries:
-        domain_bound = max(domain_bound, rdp_epsilon([(sigma, q, 1)], delta_error / (8 * total_compositions)))
-    half_width = max(domain_bound, eps_error) + 3
-    mesh_size = eps_error / np.sqrt(total_compositions * np.log(12 / delta_error) / 2)
-    domain = Domain.create_aligned(-half_width, half_width, mesh_size)
-    truncated = [_TruncatedPRV(prv, domain.t_min, domain.t_max) for prv in prvs]
-    composed = compose_heterogeneous(dprvs=[discretize(t, domain) for t in truncated],
-                                     num_self_compositions=compositions)
+    composed = _composed_prv(entries, delta_error, eps_error, _TruncatedPRV, rdp_epsilon)
+    assert composed is not None  # no size limit
     _, _, eps_upper = composed.compute_epsilon(delta, delta_error, eps_error)
     return float(eps_upper)
+
+
+def prv_epsilon_estimate(entries: list[Entry], delta: float, mesh_error: float = ESTIMATE_EPS_ERROR) -> float:
+    """An estimate of :func:`prv_epsilon` (what Opacus would report), several times
+    cheaper, for searches that then check their answer with :func:`prv_epsilon`: the
+    same computation on the mesh of ``eps_error = mesh_error`` with the mean by
+    :class:`_QuadratureMeanPRV`, and the bound's margin ``eps_error`` of Opacus' default
+    (0.01) added to the estimate at ``δ − δ/1000``.  It is not a bound on anything.  A
+    domain of more than :data:`ESTIMATE_MAX_POINTS` points (σ far too small) gives ∞."""
+    delta_error = delta / 1000
+    composed = _composed_prv(entries, delta_error, mesh_error, _QuadratureMeanPRV, _anchor_rdp_epsilon,
+                             ESTIMATE_MAX_POINTS)
+    if composed is None:
+        return math.inf
+    _, _, eps_upper = composed.compute_epsilon(delta, delta_error, mesh_error)
+    return float(eps_upper - mesh_error + PRV_EPS_ERROR)

@@ -124,15 +124,18 @@ class SecureNoise:
         mask = secure_uniform(num_records) < sample_rate
         return torch.nonzero(mask, as_tuple=False).flatten()
 
-    def gaussian(self, shape: Sequence[int], std: float, dtype: torch.dtype = torch.float32) -> Tensor:
-        """``N(0, std²)`` noise of ``shape`` (CPU tensor of ``dtype``), generated in float64
-        and cast; ``std = 0`` returns zeros without drawing."""
+    def gaussian(self, shape: Sequence[int], std: float, dtype: torch.dtype = torch.float32,
+                 device: torch.device | None = None) -> Tensor:
+        """``N(0, std²)`` noise of ``shape`` and ``dtype``, generated in float64 on the CPU,
+        cast, and moved to ``device`` (default: the CPU); ``std = 0`` returns zeros without
+        drawing."""
         if not std >= 0.0 or math.isinf(std):
             raise ValueError(f"noise std must be finite and >= 0, got {std}")
         shape = tuple(int(s) for s in shape)
         if std == 0.0:
-            return torch.zeros(shape, dtype=dtype)
-        return secure_gaussian(math.prod(shape)).mul_(std).view(shape).to(dtype)
+            return torch.zeros(shape, dtype=dtype, device=device)
+        values = secure_gaussian(math.prod(shape)).mul_(std).view(shape).to(dtype)
+        return values if device is None else values.to(device)
 
     def state_dict(self) -> dict[str, Any]:
         """Only the kind of source: the noise itself is never persisted."""

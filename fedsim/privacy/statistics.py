@@ -82,7 +82,7 @@ def release_class_statistics(
     def noisy(t: Tensor, scale: float) -> Tensor:
         if std == 0.0:
             return t
-        return t + noise.gaussian(t.shape, std * scale, dtype=t.dtype)
+        return t + noise.gaussian(t.shape, std * scale, dtype=t.dtype, device=t.device)
 
     second = noisy(exact.second_moments, clip_norm**2)
     if covariance == "full":

@@ -29,7 +29,7 @@ def _scaling() -> dict:
 INVALID: dict[str, list[str] | str] = {
     # top level
     "algorithm": ["fedsgd"], "seed": ["x"], "backend": ["dask"], "checkpoint_every": ["-1"],
-    "resume": ["{missing}"], "out": ["{file}"], "threads": ["-1"], "progress": FLAG,
+    "resume": ["{missing}"], "out": ["{file}"], "threads": ["-1"], "progress": FLAG, "device": ["gpu"],
     # --data.*
     "data.dataset": ["{missing}.parquet"], "data.partition": ["ring"], "data.alpha": ["0"],
     "data.num_clients": ["0"], "data.min_samples": ["-1"], "data.test_fraction": ["1"],
