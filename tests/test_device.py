@@ -8,7 +8,6 @@ from __future__ import annotations
 import pytest
 import torch
 
-from fedsim import device as device_module
 from fedsim.algorithms.fedavg import FedAvgConfig
 from fedsim.algorithms.fedhypevae.config import FedHypeVAEConfig
 from fedsim.algorithms.registry import RunSettings
