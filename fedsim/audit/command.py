@@ -11,10 +11,16 @@ from fedsim.algorithms.registry import DEFAULT_METHOD, MethodName, method
 from fedsim.algorithms.spec import TrainingConfig
 from fedsim.commands.federation_options import FederationOptions
 from fedsim.data.federation import DataConfig
+from fedsim.privacy.config import PrivacyConfig
 from fedsim.validation import check
 
 AUDIT_DATA = DataConfig(num_clients=1, partition="iid")
 """The audit's default federation: one client holding every record (the client is audited alone)."""
+AUDIT_PRIVACY = PrivacyConfig(max_records=8192)
+"""The audit's default privacy options: ``train``'s, with the public bound ``--privacy.max-records``
+raised to 8192 so that the audited client's records and every canary fit under it (default data:
+5,122 train records + 1,000 canaries).  DP-SGD is planned from this bound (q = B/8192, ⌈8192/B⌉
+steps per local epoch), so which canaries are included never changes q, T or σ."""
 AUDIT_TRAINING = TrainingConfig(rounds=10)
 """The audit's default schedule: 10 rounds (σ is calibrated for the rounds run, so the claimed ε
 is the same as at 30; ``--training.rounds 30`` audits ``train``'s default schedule, ~3× longer)."""
@@ -28,6 +34,9 @@ class AuditCommand(FederationOptions):
 
     data: DataConfig = field(default=AUDIT_DATA)
     """Dataset, partition and split options (default: one client with every record; client 0 is audited)."""
+    privacy: PrivacyConfig = field(default=AUDIT_PRIVACY)
+    """Differential-privacy options (default: ``train``'s with --privacy.max-records 8192; the bound
+    must be at least the audited client's train records plus the canaries)."""
     training: TrainingConfig = field(default=AUDIT_TRAINING)
     """Federated schedule of the audited run (default: 10 rounds of one local epoch)."""
     algorithm: MethodName = DEFAULT_METHOD

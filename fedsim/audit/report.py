@@ -13,9 +13,11 @@ from fedsim.audit.run import AuditResult, run_audit, set_threads
 from fedsim.outputs import config_dict, write_json
 from fedsim.privacy.secure_noise import noise_label
 
-PLAN_NOTE = ("The client's DP-SGD plan (q, T, σ and the normaliser q·n) is fixed from its real record "
-             "count n before the canaries are drawn, so including a canary does not change q, T or σ; "
-             "canaries are Poisson-sampled with the plan's q like every record.")
+PLAN_NOTE = ("The client's DP-SGD plan (q = B/max_records, T, σ and the normaliser B) is fixed from the "
+             "public bound --privacy.max-records before the canaries are drawn, and the bound is at least the "
+             "client's records plus every canary, so including a canary does not change q, T or σ; canaries "
+             "are Poisson-sampled with the plan's q like every record (without DP the plan uses the client's "
+             "own record count, also fixed before the canaries).")
 SCORE_NOTE = ("Gradient canaries: Dirac vectors C·e_k on distinct coordinates of the released parameters, "
               "added to the clipped sum when sampled; score_k = Σ_t g̃_t[k], the privatized gradients the "
               "mechanism releases (the optimizer is post-processing).")

@@ -64,6 +64,7 @@ def run_audit(command) -> AuditResult:
     started = time.perf_counter()
     record = method(command.algorithm)
     federation = load_federation(command.data, command.seed)
+    check_bound_covers_canaries(command, len(federation.clients[0].x_train))
     spec = FederationSpec(len(federation.clients), federation.num_classes, federation.dim,
                           tuple(federation.class_names))
     settings = RunSettings(command.algorithm, getattr(command, record.field), command.privacy,
@@ -91,6 +92,17 @@ def run_audit(command) -> AuditResult:
                        roc_auc(canaries.scores, canaries.included), float(state.epsilon()), command.privacy.delta,
                        state.plan.as_dict(), canaries.steps, len(federation.clients[0].x_train),
                        time.perf_counter() - started)
+
+
+def check_bound_covers_canaries(command, num_records: int) -> None:
+    """With DP, ``UserError`` unless ``--privacy.max-records`` ≥ the audited client's train
+    records plus every canary: the plan (q = B/max_records, T, σ) is then the same whichever
+    canaries are included, and the bound keeps every real record (no truncation)."""
+    needed = num_records + command.canaries
+    if command.privacy.private and command.privacy.max_records < needed:
+        raise UserError(f"--privacy.max-records must be at least {needed} for this audit (the audited client's "
+                        f"{num_records} train records plus --canaries {command.canaries}), got "
+                        f"{command.privacy.max_records}.")
 
 
 def set_threads(threads: int) -> None:
