@@ -70,6 +70,9 @@ class GradientCanaries:
         self.scores = np.zeros(count)
         self.times_sampled = np.zeros(count, dtype=np.int64)
         self.steps = 0
+        # per parameter: which canaries sit on it and at which flat offsets (vectorised reads/writes)
+        self._by_name = {name: (np.flatnonzero(which == w), torch.as_tensor(flat[which == w] - starts[w]))
+                         for w, name in enumerate(names) if np.any(which == w)}
 
     @property
     def count(self) -> int:
@@ -78,15 +81,16 @@ class GradientCanaries:
     def dirac_sum(self, sampled: np.ndarray, like: Params, scale: float) -> Params:
         """``scale · Σ_{k sampled} e_k`` as a name → tensor dict shaped like ``like``."""
         result = {name: torch.zeros_like(value) for name, value in like.items()}
-        for k in np.flatnonzero(sampled):
-            coordinate = self.coordinates[k]
-            result[coordinate.name].view(-1)[coordinate.offset] += scale
+        for name, (canaries, offsets) in self._by_name.items():
+            chosen = torch.as_tensor(sampled[canaries])
+            result[name].view(-1)[offsets[chosen]] = scale  # distinct coordinates: one canary each
         return result
 
     def observe(self, gradient: Params) -> None:
         """Add the released gradient's value at every canary coordinate to its score."""
-        flat = {name: value.detach().reshape(-1) for name, value in gradient.items()}
-        self.scores += np.array([float(flat[c.name][c.offset]) for c in self.coordinates])
+        for name, (canaries, offsets) in self._by_name.items():
+            values = gradient[name].detach().reshape(-1)[offsets]
+            self.scores[canaries] += values.double().numpy()
         self.steps += 1
 
 

@@ -37,6 +37,7 @@ def audit_json(command, result: AuditResult) -> dict:
         "target_epsilon": _number(command.privacy.epsilon),
         "delta": result.delta,
         "epsilon_lower_bound": bound.epsilon_lower_bound,
+        "epsilon_ceiling": bound.ceiling,
         "beta": bound.beta,
         "canaries": bound.canaries,
         "guesses": bound.guesses,
@@ -53,6 +54,7 @@ def audit_json(command, result: AuditResult) -> dict:
         "plan_note": PLAN_NOTE,
         "score_note": SCORE_NOTE,
         "seconds": result.seconds,
+        "cpu_seconds": result.cpu_seconds,
         "scores": result.scores.tolist(),
         "included": result.included.astype(int).tolist(),
         "times_sampled": result.times_sampled.tolist(),
@@ -85,9 +87,10 @@ def format_summary(result: AuditResult) -> str:
     bound = result.bound
     return (f"claimed ε = {result.claimed_epsilon:.4g} at δ = {result.delta:g}\n"
             f"empirical lower bound ε_lb = {bound.epsilon_lower_bound:.3f} at β = {bound.beta:g} "
-            f"({bound.correct} of {bound.guesses} guesses correct, {bound.canaries} canaries)\n"
+            f"({bound.correct} of {bound.guesses} guesses correct, {bound.canaries} canaries; "
+            f"the most {bound.canaries} canaries can show: {bound.ceiling:.3f})\n"
             f"AUC (included vs excluded scores) = {result.auc:.3f}; {result.steps} DP-SGD steps, "
-            f"{result.seconds:.0f} s")
+            f"{result.seconds:.0f} s wall, {result.cpu_seconds:.0f} s CPU")
 
 
 def audit_and_report(command) -> AuditResult:
