@@ -61,8 +61,8 @@ class AuditCommand(FederationOptions):
     threads: int = 1
     """torch threads in this process (0 = all cores).  Default 1: one audited step is a small
     per-record-gradient computation (a Poisson batch of ~40 records), and a second thread costs
-    more in synchronisation than it gains (measured on 2 shared cores: one FedHypeVAE round took
-    29 s wall / 22 s CPU with 1 thread, 301 s wall / 164 s CPU with 2)."""
+    more in synchronisation than it gains (measured on 2 shared cores, one FedHypeVAE round, whole
+    process: 46 s wall / 29 s CPU with 1 thread, 316 s wall / 171 s CPU with 2)."""
 
     def method_config(self):
         """The frozen config of the audited algorithm."""
