@@ -82,6 +82,9 @@ class AuditBound:
     guess_counts_tried: tuple[int, ...]
     correct_per_count: tuple[tuple[int, int], ...] = ()
     """``(r, v)`` for every guess count tried."""
+    ceiling: float = float("nan")
+    """The most this audit could show: ``ε_lb`` of a perfect attack (every guess right) with
+    the same ``m``, δ, β and guess counts (:func:`epsilon_ceiling`)."""
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -94,6 +97,17 @@ def guess_counts(m: int) -> tuple[int, ...]:
         counts.append(r)
         r *= 2
     return tuple(counts)
+
+
+def epsilon_ceiling(m: int, delta: float, beta: float = 0.05, counts: tuple[int, ...] | None = None) -> float:
+    """The largest ``ε_lb`` an audit with ``m`` canaries can report: every one of ``r`` guesses
+    correct, for the best ``r`` in ``counts`` (default :func:`guess_counts`), each tested at
+    ``β / len(counts)`` as :func:`audit_guesses` does.  With δ > 0 the ``2mδ`` term caps it
+    (e.g. 2.9 for m = 1000, δ = 1e-4, β = 0.05): a larger ε cannot be shown with ``m``
+    canaries, whatever the mechanism."""
+    counts = guess_counts(m) if counts is None else counts
+    level = beta / len(counts)
+    return max(epsilon_lower_bound(m, r, r, delta, level) for r in counts)
 
 
 def audit_guesses(scores: np.ndarray, included: np.ndarray, delta: float, beta: float = 0.05,
@@ -115,4 +129,4 @@ def audit_guesses(scores: np.ndarray, included: np.ndarray, delta: float, beta: 
         tried.append((epsilon_lower_bound(m, r, correct, delta, level), r, correct))
     bound, r, correct = max(tried, key=lambda entry: entry[0])  # the first of equal bounds
     return AuditBound(bound, r, correct, m, delta, beta, tuple(counts),
-                      tuple((r, correct) for _, r, correct in tried))
+                      tuple((r, correct) for _, r, correct in tried), epsilon_ceiling(m, delta, beta, counts))

@@ -10,19 +10,22 @@ plan's rate q, like every real record, and then sits in the step's clipped sum
     S = Σ_{j∈B} clip(∇ℓ_j, C) + Σ_{k included, sampled} C·e_k.
 
 Because the Gaussian noise is added to S independently of S, adding the canaries'
-``C·e_k / (q·n)`` to the trainer's released ``g̃ = (S_data + N(0, σ²C²I)) / (q·n)`` gives
-exactly ``(S + N) / (q·n)``: :class:`AuditedDPTrainer` does that after
+``C·e_k / B`` to the trainer's released ``g̃ = (S_data + N(0, σ²C²I)) / B`` (``B = q·m``, the
+plan's expected batch) gives exactly ``(S + N) / B``: :class:`AuditedDPTrainer` does that after
 :meth:`DPTrainer.gradient <fedsim.privacy.dp_trainer.DPTrainer.gradient>`, so the
 trainer itself is unchanged.  At ε = ∞ the trainer releases the plain mean over the
 batch, and a sampled canary is one more record of that mean:
 ``g = (|B|·g_data + Σ C·e_k) / (|B| + c)`` with ``c`` the sampled canaries.
 
-The plan (q, T, σ and the normaliser q·n) is the client's, computed from its real
-record count n before any canary exists, so it does not depend on which canaries are
-included.  Scores: the mechanism's output is the sequence of privatized gradients g̃_t
-(what the optimizer, Adam or SGD, turns into ΔΦ is post-processing), and the score of
-canary k is ``Σ_t g̃_t[k]`` over every step of the run: an included canary pushes it up
-by ``C/(q·n)`` whenever it is sampled.
+The plan (q = B/m, T, σ and the normaliser B) is built from the public bound
+``m = --privacy.max-records`` (:func:`fedsim.privacy.plan.plan_dp_sgd`), before any canary
+exists, and the audit requires ``m ≥ n + (number of canaries)`` (the client's records with
+every canary included), so the plan is the same whichever canaries are included and no
+record is dropped by the bound.  Without DP (ε = ∞) the plan uses the client's n (nothing
+is hidden), again before any canary exists.  Scores: the mechanism's output is the
+sequence of privatized gradients g̃_t (what the optimizer, Adam or SGD, turns into ΔΦ is
+post-processing), and the score of canary k is ``Σ_t g̃_t[k]`` over every step of the
+run: an included canary pushes it up by ``C/B`` whenever it is sampled.
 
 Audit only: nothing in ``fedsim`` outside :mod:`fedsim.audit` builds these classes, and
 a normal run's trainer is a plain :class:`~fedsim.privacy.dp_trainer.DPTrainer`.
@@ -67,6 +70,9 @@ class GradientCanaries:
         self.scores = np.zeros(count)
         self.times_sampled = np.zeros(count, dtype=np.int64)
         self.steps = 0
+        # per parameter: which canaries sit on it and at which flat offsets (vectorised reads/writes)
+        self._by_name = {name: (np.flatnonzero(which == w), torch.as_tensor(flat[which == w] - starts[w]))
+                         for w, name in enumerate(names) if np.any(which == w)}
 
     @property
     def count(self) -> int:
@@ -75,15 +81,16 @@ class GradientCanaries:
     def dirac_sum(self, sampled: np.ndarray, like: Params, scale: float) -> Params:
         """``scale · Σ_{k sampled} e_k`` as a name → tensor dict shaped like ``like``."""
         result = {name: torch.zeros_like(value) for name, value in like.items()}
-        for k in np.flatnonzero(sampled):
-            coordinate = self.coordinates[k]
-            result[coordinate.name].view(-1)[coordinate.offset] += scale
+        for name, (canaries, offsets) in self._by_name.items():
+            chosen = torch.as_tensor(sampled[canaries])
+            result[name].view(-1)[offsets[chosen]] = scale  # distinct coordinates: one canary each
         return result
 
     def observe(self, gradient: Params) -> None:
         """Add the released gradient's value at every canary coordinate to its score."""
-        flat = {name: value.detach().reshape(-1) for name, value in gradient.items()}
-        self.scores += np.array([float(flat[c.name][c.offset]) for c in self.coordinates])
+        for name, (canaries, offsets) in self._by_name.items():
+            values = gradient[name].detach().reshape(-1)[offsets]
+            self.scores[canaries] += values.double().numpy()
         self.steps += 1
 
 
@@ -94,7 +101,7 @@ class AuditedDPTrainer(DPTrainer):
 
     def __init__(self, trainer: DPTrainer, canaries: GradientCanaries) -> None:
         super().__init__(trainer.parameters, trainer.clipped_sum, trainer.optimizer, trainer.privacy_state,
-                         trainer.outside_dp)
+                         trainer.outside_dp, trainer.num_records)
         missing = {c.name for c in canaries.coordinates} - set(trainer.parameters)
         if missing:
             raise ValueError(f"canaries on parameters outside the DP group: {sorted(missing)}")

@@ -111,6 +111,8 @@ def coverage(command: Any, releases_synthetic: bool) -> list[dict[str, str]]:
         _entry("privacy.json", PUBLIC, "plans from public quantities (epsilon, delta, max_records, schedule) "
                "and the accountant's history; rounds charged again after a failure reveal the failure, "
                "not data"),
+        _entry("privacy_journal.json (runs with checkpoints)", PUBLIC, "which clients started each round, written before the round "
+               "(client participation is scheduled from the seed, not from data); --resume charges from it"),
         _entry("config.json", PUBLIC, "the command line" + (" (its seed rebuilds the DP noise)"
                                                            if privacy.reproducible_noise else "")),
         _entry("summary.json and clients.parquet (downstream metrics)", SIMULATOR,

@@ -85,3 +85,4 @@ def test_a_plain_private_run_is_dp_where_it_releases(tmp_path):
     by_output = {entry["output"]: entry["status"] for entry in summary["coverage"]}
     assert by_output["synthetic.parquet"] == "dp" and by_output["client updates (sample count, Eq. 10 weights)"] == "dp"
     assert by_output["summary.json and clients.parquet (downstream metrics)"] == "simulator-side"
+    assert by_output["privacy_journal.json (runs with checkpoints)"] == "public-by-assumption"

@@ -11,7 +11,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from opacus.accountants import RDPAccountant
+
 from fedsim.audit.__main__ import main
+from fedsim.privacy.config import PrivacyConfig
+from fedsim.privacy.plan import plan_dp_sgd
 
 TINY_FEDAVG = ["--algorithm", "fedavg", "--fedavg.private", "--data.synthetic.n-samples", "400",
                "--data.synthetic.dim", "8", "--training.rounds", "1", "--canaries", "20",
@@ -33,10 +37,41 @@ def test_the_cli_writes_audit_json_and_the_histogram(tmp_path, capsys):
     assert report["delta"] == 1e-4 and report["beta"] == 0.05
     assert 0 < report["claimed_epsilon"] <= 2 + 1e-9
     assert report["epsilon_lower_bound"] >= 0 and 0 <= report["auc"] <= 1
-    assert report["steps"] == report["plan"]["total_steps"]
-    assert "before the canaries" in report["plan_note"]
+    plan = report["plan"]
+    assert report["steps"] == plan["steps_per_epoch"] * 1  # one round of one epoch
+    assert plan["total_steps"] == (1 + 1) * plan["steps_per_epoch"]  # + the default reserved round
+    assert "before the canaries" in report["plan_note"] and "max-records" in report["plan_note"]
     printed = capsys.readouterr().out
     assert "claimed ε" in printed and "ε_lb" in printed
+
+
+@pytest.mark.parametrize("reserved", [0, 2])
+def test_the_plan_is_the_public_bounds_whichever_canaries_are_included(tmp_path, reserved):
+    """The audited plan is plan_dp_sgd of the bound alone: the same for the client's n records
+    and for n plus every included canary (inclusion cannot change q, T, σ); reserved rounds are
+    planned but not run, and the claimed ε is the accountant's for the steps run."""
+    report = _audit(tmp_path, *TINY_FEDAVG, "--privacy.epsilon", "2", "--privacy.max-records", "512",
+                    "--privacy.reserved-rounds", str(reserved))
+    privacy = PrivacyConfig(epsilon=2.0, max_records=512, reserved_rounds=reserved)
+    n, included = report["client_records"], sum(report["included"])
+    plans = [plan_dp_sgd(records, 128, 1, 1, privacy).as_dict() for records in (n, n + included, n + 20)]
+    assert report["plan"] == plans[0] == plans[1] == plans[2]
+    assert report["plan"]["sample_rate"] == pytest.approx(128 / 512) and 0 < included < 20
+    assert report["plan"]["total_steps"] == (1 + reserved) * 4 and report["steps"] == 4
+    accountant = RDPAccountant()
+    accountant.history = [(report["plan"]["noise_multiplier"], 128 / 512, 4)]
+    assert report["claimed_epsilon"] == pytest.approx(accountant.get_epsilon(1e-4), rel=1e-6)
+    if reserved == 0:  # every planned step run: the target, to the calibration's precision
+        assert report["claimed_epsilon"] == pytest.approx(2.0, rel=0.01)
+    else:              # 1 of 3 planned rounds run
+        assert report["claimed_epsilon"] < 1.5
+
+
+def test_a_bound_below_the_records_plus_canaries_is_refused(tmp_path, capsys):
+    assert main([*TINY_FEDAVG, "--privacy.max-records", "260", "--out", str(tmp_path)]) == 2
+    message = capsys.readouterr().err
+    assert "--privacy.max-records must be at least" in message and "--canaries 20" in message
+    assert not (tmp_path / "audit.json").exists()
 
 
 @pytest.mark.parametrize("option, value", [("--canaries", "1"), ("--beta", "1.5"),

@@ -10,7 +10,7 @@ import math
 import numpy as np
 import pytest
 
-from fedsim.audit.bound import audit_guesses, epsilon_lower_bound, guess_counts, p_value
+from fedsim.audit.bound import audit_guesses, epsilon_ceiling, epsilon_lower_bound, guess_counts, p_value
 
 
 def _binomial_tail(r: int, v: int, p: float) -> float:
@@ -82,3 +82,19 @@ def test_bound_covers_randomized_response_at_its_epsilon():
         scores = output + 1e-3 * rng.random(m)
         exceed += audit_guesses(scores, included, 0.0, 0.05).epsilon_lower_bound > epsilon
     assert exceed <= 3 + 0.05 * runs
+
+
+def test_the_ceiling_is_what_a_perfect_attack_gets():
+    m, delta = 1000, 1e-4
+    scores = np.concatenate([np.ones(500), np.zeros(500)])       # every included canary scores higher
+    perfect = audit_guesses(scores, scores > 0.5, delta)
+    assert perfect.ceiling == perfect.epsilon_lower_bound
+    assert perfect.correct == perfect.guesses
+    assert 2.5 < perfect.ceiling < 3.0                            # δ's 2mδ term caps it (README figure)
+    # without δ: the closed form at the largest r (all-correct bound grows with r)
+    level = 0.05 / len(guess_counts(m))
+    threshold = level ** (1 / guess_counts(m)[-1])
+    assert epsilon_ceiling(m, 0.0) == pytest.approx(math.log(threshold / (1 - threshold)), abs=1e-8)
+    # a weaker attack on the same canaries reports the same ceiling but a lower bound
+    noisy = audit_guesses(scores + np.random.default_rng(0).normal(0, 1.0, m), scores > 0.5, delta)
+    assert noisy.ceiling == perfect.ceiling and noisy.epsilon_lower_bound < perfect.ceiling
