@@ -31,8 +31,12 @@ TestSets = Literal["client", "global", "both"]
 class EvaluationConfig:
     """Downstream protocol options (tyro-exposed)."""
 
-    selection: SelectionRule = "global"
-    """How λ is chosen on validation data: one for all clients (``global``, the reference) or ``per-client``."""
+    selection: SelectionRule = "per-client"
+    """How λ is chosen on validation data: by each client on its own validation split
+    (``per-client``, default: no client's data is read by anyone else, so the choice needs
+    no noise) or one λ for all clients by mean validation accuracy (``global``, the
+    reference code's protocol: it reads every client's validation records without noise,
+    so the run's note says the reported metrics are simulator-side)."""
     synthetic_labels: Literal["client", "global"] = "client"
     """Labels of each client's synthetic set: its own train label counts (reference) or draws from the DP global label distribution."""
     probe: LinearProbeConfig = LinearProbeConfig()

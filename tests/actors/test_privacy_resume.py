@@ -63,7 +63,8 @@ def test_resume_after_a_kill_mid_round_charges_it_and_reseeds_its_noise(tmp_path
 
 def test_outputs_list_coverage_and_note_pooled_train_standardisation(tmp_path):
     command = tiny_command("dp-cvae", clients=2, rounds=1, out=tmp_path, privacy=PrivacyConfig(max_records=64))
-    command = replace(command, data=replace(command.data, standardize="pooled-train"))
+    command = replace(command, data=replace(command.data, standardize="pooled-train"),
+                      evaluation=replace(command.evaluation, selection="global"))
     summary = run_training(command)
     assert "pooled-train" in summary["privacy_note"] and "selection=global" in summary["privacy_note"]
     assert "add/remove" in summary["neighbouring"]
