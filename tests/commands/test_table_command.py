@@ -24,6 +24,7 @@ TINY = [
     "--run.dp-cgan.latent-dim", "4", "--run.dp-cgan.generator-hidden", "16", "16",
     "--run.dp-cgan.discriminator-hidden", "16", "16",
     "--run.evaluation.probe.steps", "20", "--run.privacy.reproducible-noise",
+    "--run.privacy.max-records", "256",  # the public bound ≥ the largest client's train records (133)
 ]
 METHOD_LABELS = ["FedAvg (no DP)", "FedProx (no DP)", "FedLambda (no DP)", "DP-CGAN", "DP-CVAE", "FedHypeVAE",
                  "DP-FedAvg", "DP-FedProx", "dp-stats"]

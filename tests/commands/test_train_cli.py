@@ -22,7 +22,8 @@ from fedsim.run import main
 TINY_RUN = ["--training.rounds", "1", "--data.synthetic.n-samples", "600", "--data.synthetic.dim", "16",
             "--data.num-clients", "3", "--threads", "1", "--no-progress", "--checkpoint-every", "0",
             "--fedhypevae.hidden-dim", "16", "--fedhypevae.latent-dim", "4", "--fedhypevae.code-dim", "4",
-            "--fedhypevae.hyper-hidden", "8", "--fedhypevae.label-dim", "4", "--fedhypevae.meta-steps", "20"]
+            "--fedhypevae.hyper-hidden", "8", "--fedhypevae.label-dim", "4", "--fedhypevae.meta-steps", "20",
+            "--privacy.max-records", "256"]  # the public bound ≥ the largest client's 147 train records
 
 
 def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -32,8 +33,10 @@ def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
 
 
 def test_train_writes_the_run_directory(tmp_path):
+    """The default backend (ray: starts a local Ray, then stops it) in a real process; one
+    client actor, since every actor process imports torch."""
     out = tmp_path / "run"
-    done = run_cli("train", *TINY_RUN, "--privacy.epsilon", "2.0", "--out", str(out))
+    done = run_cli("train", *TINY_RUN, "--privacy.epsilon", "2.0", "--ray.max-actors", "1", "--out", str(out))
     assert done.returncode == 0, done.stderr[-2000:]
     assert "Traceback" not in done.stderr
     expected = {"config.json", "metrics.parquet", "privacy.json", "synthetic.parquet", "summary.json"}
@@ -42,7 +45,7 @@ def test_train_writes_the_run_directory(tmp_path):
     assert not [n for n in names if n.endswith(".tmp")]  # nothing half-written
 
     config = json.loads((out / "config.json").read_text())
-    assert config["training"]["rounds"] == 1 and config["data"]["num_clients"] == 3
+    assert config["training"]["rounds"] == 1 and config["data"]["num_clients"] == 3 and config["backend"] == "ray"
     assert config["data"]["synthetic"]["n_samples"] == 600 and config["privacy"]["epsilon"] == 2.0
 
     metrics = pd.read_parquet(out / "metrics.parquet")

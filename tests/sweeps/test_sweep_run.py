@@ -1,18 +1,24 @@
 """A real sweep through Ray Tune: the small grid (2 ε × 2 α × 1 seed) of tiny federations,
-its Parquet files and plots, and resuming without rerunning finished trials."""
+its Parquet files and plots, and resuming without rerunning finished trials.
+
+Each sweep pays a Ray Tune start and a worker process per trial, so the small sweep runs
+once for this module (``small_sweep``): its results serve the checks of its outputs, of
+resuming it, and as the local-backend reference of the ``--backend ray`` test."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import math
 
 import pandas as pd
 import pytest
 
+from sweep_helpers import TINY_FEDERATION, TINY_MODELS
 from sweeps.privacy_utility import main
 
 SMALL = ["--methods", "fedhypevae", "--epsilons", "1", "inf", "--alphas", "0.3", "iid", "--seeds", "0",
-         "--data.synthetic.n-samples", "600", "--data.synthetic.dim", "16", "--data.num-clients", "3",
-         "--training.rounds", "2", "--num-cpus", "2", "--progress-interval", "5"]
+         *TINY_FEDERATION, "--num-cpus", "2", "--progress-interval", "5"]
 
 
 @pytest.fixture
@@ -22,10 +28,20 @@ def local_ray(monkeypatch, ray_cluster):
     yield
 
 
-def test_small_sweep_writes_results_and_plots_then_resumes(tmp_path, capfd, local_ray):
-    out = tmp_path / "sweep"
-    assert main(["run", "--out", str(out), *SMALL]) == 0
-    err = capfd.readouterr().err
+@pytest.fixture(scope="module")
+def small_sweep(ray_cluster, tmp_path_factory):
+    """The SMALL sweep run once on the suite's local Ray: ``(its --out, what it printed to stderr)``."""
+    out = tmp_path_factory.mktemp("small-sweep") / "sweep"
+    err = io.StringIO()
+    with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stderr(err):
+        patch.delenv("RAY_ADDRESS", raising=False)
+        code = main(["run", "--out", str(out), *SMALL])
+    assert code == 0, err.getvalue()[-3000:]
+    return out, err.getvalue()
+
+
+def test_small_sweep_writes_results_and_plots(small_sweep):
+    out, err = small_sweep
     assert "sweep: 4 trials" in err and "sweep: 4/4 trials done" in err and "ETA" in err
 
     results = pd.read_parquet(out / "results.parquet")
@@ -51,6 +67,11 @@ def test_small_sweep_writes_results_and_plots_then_resumes(tmp_path, capfd, loca
     assert "## Bounds (not methods)" in (out / "summary.md").read_text()
     run_dirs = sorted(p.name for p in (out / "runs").iterdir())
     assert run_dirs == sorted(results["name"])
+
+
+def test_a_finished_sweep_resumes_without_rerunning_and_refuses_another_grid(small_sweep, capfd, local_ray):
+    out, _ = small_sweep
+    results = pd.read_parquet(out / "results.parquet")
     stamps = {p: p.stat().st_mtime_ns for p in (out / "runs").glob("*/summary.json")}
     assert len(stamps) == 4
 
@@ -79,7 +100,8 @@ def test_errored_trials_rerun_on_resume(tmp_path, capfd, local_ray):
     data.write_text("not written yet")
     out = tmp_path / "sweep"
     argv = ["run", "--out", str(out), "--methods", "fedhypevae", "--epsilons", "inf", "--alphas", "iid",
-            "--seeds", "0", "--data.dataset", str(data), "--data.num-clients", "3", "--training.rounds", "1"]
+            "--seeds", "0", "--data.dataset", str(data), "--data.num-clients", "3", "--training.rounds", "1",
+            *TINY_MODELS]
     assert main(argv) == 1
     err = capfd.readouterr().err
     assert "errored" in err and "rerun the same command" in err
@@ -93,19 +115,19 @@ def test_errored_trials_rerun_on_resume(tmp_path, capfd, local_ray):
     assert list(pd.read_parquet(out / "results.parquet")["status"]) == ["ok"]
 
 
-def test_ray_backend_trials_run_client_actors_in_a_placement_group(tmp_path, capfd, local_ray):
+def test_ray_backend_trials_run_client_actors_in_a_placement_group(small_sweep, tmp_path, local_ray):
     """--backend ray: each trial reserves a placement group (its driver + one bundle per
-    client actor) and gets the same results as the local backend (same seed, same config).
-    The group takes all 2 CPUs (0.5 + 3 × 0.5), so the run can only finish if the client
+    client actor, here 2 clients per actor: ⌈3 / 2⌉ = 2 actors) and gets the same results
+    as the local backend (same seed, same config: the small sweep's ε = inf, iid trial).
+    The group takes all 2 CPUs (0.5 + 2 × 0.75), so the run can only finish if the client
     actors are scheduled inside it."""
-    common = ["--methods", "fedhypevae", "--epsilons", "inf", "--alphas", "iid", "--seeds", "0",
-              "--data.synthetic.n-samples", "600", "--data.synthetic.dim", "16", "--data.num-clients", "3",
-              "--training.rounds", "2", "--cpus-per-trial", "0.5", "--cpus-per-client", "0.5"]
-    assert main(["run", "--out", str(tmp_path / "local"), *common]) == 0
-    assert main(["run", "--out", str(tmp_path / "ray"), *common, "--backend", "ray"]) == 0
-    local = pd.read_parquet(tmp_path / "local" / "results.parquet")
+    assert main(["run", "--out", str(tmp_path / "ray"), "--methods", "fedhypevae", "--epsilons", "inf",
+                 "--alphas", "iid", "--seeds", "0", *TINY_FEDERATION, "--backend", "ray",
+                 "--cpus-per-trial", "0.5", "--cpus-per-client", "0.75", "--clients-per-actor", "2"]) == 0
+    results = pd.read_parquet(small_sweep[0] / "results.parquet")
+    local = results[(results["epsilon"] == math.inf) & (results["alpha"] == "iid")]
     ray_ = pd.read_parquet(tmp_path / "ray" / "results.parquet")
-    assert list(ray_["status"]) == ["ok"]
+    assert list(ray_["status"]) == ["ok"] and len(local) == 1
     for column in ("acc_mean", "bacc_mean", "f1_mean", "bacc_std"):
         assert ray_[column].iloc[0] == pytest.approx(local[column].iloc[0], abs=1e-9), column
     config = (tmp_path / "ray" / "runs" / ray_["name"].iloc[0] / "config.json").read_text()
