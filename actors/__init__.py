@@ -10,5 +10,6 @@ only holds state in worker processes and moves messages.  The round driver is
   :class:`fedsim.simulation.LocalClientPool`, backed by client actors (fault
   recovery, per-round timeouts);
 * :mod:`actors.driver` starts or joins Ray and builds the server proxy and the pool
-  (:func:`~actors.driver.ray_federation`).
+  (:func:`~actors.driver.ray_federation`); :func:`~actors.driver.ray_started` starts
+  Ray and the actors before the run's data is loaded, so their start-up overlaps it.
 """

@@ -51,13 +51,24 @@ def _private_copy(data):
 
 
 class ClientActor:
-    """Holds clients ``data`` (a list of :class:`~fedsim.data.federation.ClientData`)."""
+    """Holds clients ``data`` (a list of :class:`~fedsim.data.federation.ClientData`).
 
-    def __init__(self, data: Sequence[Any], spec, settings, threads: int = 1) -> None:
+    With ``data`` None the actor only imports the algorithm's module and waits for
+    :meth:`build`: :func:`actors.driver.ray_started` starts actors this way before the
+    run's data exists, so that their start-up runs while the driver loads it."""
+
+    def __init__(self, data: Sequence[Any] | None, spec, settings, threads: int = 1) -> None:
         set_threads(threads)
-        module = algorithm_module(settings.algorithm)
+        self.module = algorithm_module(settings.algorithm)
         self.settings = settings
-        self.clients: dict[int, Client] = {d.client_id: module.make_client(_private_copy(d), spec, settings) for d in data}
+        self.clients: dict[int, Client] = {}
+        if data is not None:
+            self.build(data, spec)
+
+    def build(self, data: Sequence[Any], spec) -> list[int]:
+        """Build the clients of ``data`` with the algorithm's ``make_client``; their ids."""
+        self.clients = {d.client_id: self.module.make_client(_private_copy(d), spec, self.settings) for d in data}
+        return sorted(self.clients)
 
     def ready(self) -> list[int]:
         """The ids this actor hosts (a first call that waits for construction)."""

@@ -7,6 +7,11 @@ with checkpoints the run directory must be on storage every node sees); otherwis
 starts a local Ray without the dashboard, with ``--ray.num-cpus`` CPUs (default: every
 core), and shuts it down at the end.  A Ray that is already initialised in this process
 (a test, a Tune trial) is used as it is and left running.
+
+Start-up (:func:`ray_started`): the CLI starts Ray, the server actor and the client
+actors before it loads the run's data, so that the actors' processes start and import
+the algorithm's module while the driver builds the federation; :func:`ray_federation`
+then hands them the clients' data (object refs) and the spec.
 """
 
 from __future__ import annotations
@@ -14,13 +19,15 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterator, Sequence, cast
 
 import ray
 from ray.actor import ActorHandle
 
+from actors.client_actor import ClientActor
 from actors.messages import owned
-from actors.pool import RayClientPool
+from actors.pool import RayClientPool, spawn_client_actor
 from actors.server_actor import ServerActor
 from fedsim.backend import ActorPlan, RayConfig, plan_actors
 from fedsim.errors import UserError
@@ -68,10 +75,15 @@ class ServerProxy:
     (Φ goes from the server actor to the object store once per round and from there to
     the client actors); ``aggregate`` and ``finalize`` take the pool's handles."""
 
-    def __init__(self, spec: FederationSpec, settings: RunSettings, threads: int = 1) -> None:
+    def __init__(self, spec: FederationSpec | None, settings: RunSettings, threads: int = 1) -> None:
+        """With ``spec`` None the actor starts now and makes its server at :meth:`build`."""
         # Ray types ActorClass.remote as "handle or class"; it returns a handle
         self.actor = cast(ActorHandle[ServerActor],
                           ray.remote(ServerActor).options(num_cpus=0, max_restarts=0).remote(spec, settings, threads))
+
+    def build(self, spec: FederationSpec) -> None:
+        """Have an actor started without ``spec`` make its server (returns at once)."""
+        self.actor.build.remote(spec)
 
     def wait_ready(self) -> None:
         ray.get(self.actor.ready.remote())
@@ -98,21 +110,85 @@ class ServerProxy:
             pass
 
 
+@dataclass
+class RayStart:
+    """Ray and the actors of a run, started before its data exists (:func:`ray_started`)."""
+
+    config: RayConfig
+    settings: RunSettings
+    plan: ActorPlan
+    server: ServerProxy | None
+    client_actors: list[ActorHandle[ClientActor]]
+
+    def take(self) -> tuple[ServerProxy, list[ActorHandle[ClientActor]]]:
+        """The server and the client actors, handed over once (the taker removes them)."""
+        if self.server is None:
+            raise ValueError("the actors started for this run were already taken")
+        taken = self.server, self.client_actors
+        self.server, self.client_actors = None, []
+        return taken
+
+    def close(self) -> None:
+        """Remove the actors that no run took over."""
+        if self.server is not None:
+            self.server.close()
+            self.server = None
+        for actor in self.client_actors:
+            try:
+                ray.kill(actor, no_restart=True)
+            except Exception:  # noqa: BLE001
+                pass
+        self.client_actors = []
+
+
 @contextlib.contextmanager
-def ray_federation(prepared, config: RayConfig, verbose: bool = True,
+def ray_started(config: RayConfig, settings: RunSettings, num_clients: int) -> Iterator[RayStart]:
+    """Start Ray (:func:`ray_session`), the server actor and the client actors of a run of
+    ``num_clients`` clients now, before its data is loaded: the actors' processes start
+    and import the algorithm's module while the driver builds the federation; they get
+    their data and spec later (:func:`ray_federation` with ``started``).  Actors not
+    taken over are removed on exit, and Ray shut down if this started it."""
+    config.validate()
+    with ray_session(config):
+        plan = cluster_plan(num_clients, config, settings.device_option)
+        start = RayStart(config, settings, plan, ServerProxy(None, settings, plan.threads), [])
+        try:
+            remote = ray.remote(ClientActor)
+            start.client_actors = [spawn_client_actor(remote, plan, settings) for _ in range(plan.num_actors)]
+            yield start
+        finally:
+            start.close()
+
+
+@contextlib.contextmanager
+def ray_federation(prepared, config: RayConfig, verbose: bool = True, started: RayStart | None = None,
                    **pool_options) -> Iterator[tuple[ServerProxy, RayClientPool]]:
     """``(server, pool)`` of a prepared run (:func:`fedsim.commands.training_run.prepare`)
     on Ray, inside :func:`ray_session`; actors are removed on exit.  The server actor and
-    the client actors start concurrently."""
+    the client actors start concurrently.  With ``started`` (:func:`ray_started`, for the
+    same settings and Ray options), the run takes over its actors when its layout is the
+    one planned there (else it starts its own, in the same Ray)."""
+    if started is not None and (started.settings != prepared.settings or started.config != config):
+        raise ValueError("ray_federation: started for other settings or Ray options than this run's")
     config.validate()
-    with ray_session(config):
+    with contextlib.nullcontext() if started is not None else ray_session(config):
         plan = cluster_plan(len(prepared.federation.clients), config, prepared.settings.device_option)
         server = pool = None
         try:
-            server = ServerProxy(prepared.spec, prepared.settings, plan.threads)
-            pool = RayClientPool(prepared.federation, prepared.spec, prepared.settings, plan,
-                                 round_timeout_s=config.round_timeout_s, max_restarts=config.max_restarts,
-                                 verbose=verbose, **pool_options)
+            if started is not None and started.server is not None and plan == started.plan \
+                    and pool_options.get("actor_class", ClientActor) is ClientActor:
+                server, taken = started.take()
+                server.build(prepared.spec)
+                pool = RayClientPool(prepared.federation, prepared.spec, prepared.settings, plan,
+                                     round_timeout_s=config.round_timeout_s, max_restarts=config.max_restarts,
+                                     verbose=verbose, started=taken, **pool_options)
+            else:
+                if started is not None:  # another layout (or actor class): free the resources they hold
+                    started.close()
+                server = ServerProxy(prepared.spec, prepared.settings, plan.threads)
+                pool = RayClientPool(prepared.federation, prepared.spec, prepared.settings, plan,
+                                     round_timeout_s=config.round_timeout_s, max_restarts=config.max_restarts,
+                                     verbose=verbose, **pool_options)
             server.wait_ready()
             yield server, pool
         finally:

@@ -42,11 +42,27 @@ from actors.messages import Handle, owned
 from fedsim.backend import ActorPlan
 
 
+def spawn_client_actor(remote: ActorClass[ClientActor], plan: ActorPlan, settings, data=None,
+                       spec=None) -> ActorHandle[ClientActor]:
+    """A client actor with ``plan``'s resources hosting ``data`` (an object ref to a list
+    of :class:`~fedsim.data.federation.ClientData`), or, with ``data`` None, one that
+    starts now and builds its clients when :meth:`ClientActor.build` is called."""
+    options: dict[str, Any] = {"num_cpus": plan.cpus_per_actor, "max_restarts": 0, "max_task_retries": 0}
+    if plan.gpus_per_actor > 0:
+        options["num_gpus"] = plan.gpus_per_actor
+    # Ray types ActorClass.remote as "handle or class"; it returns a handle
+    return cast(ActorHandle[ClientActor], remote.options(**options).remote(data, spec, settings, plan.threads))
+
+
 class RayClientPool:
     """The clients of ``federation`` on ``plan.num_actors`` client actors."""
 
     def __init__(self, federation, spec, settings, plan: ActorPlan, *, round_timeout_s: float = 0.0,
-                 max_restarts: int = 3, verbose: bool = True, actor_class: type = ClientActor) -> None:
+                 max_restarts: int = 3, verbose: bool = True, actor_class: type = ClientActor,
+                 started: Sequence[ActorHandle[ClientActor]] | None = None) -> None:
+        """``started``: actors of ``actor_class`` already started without data
+        (:func:`spawn_client_actor` with ``data`` None), one per group of ``plan``; they
+        build their clients now."""
         self.spec, self.settings, self.plan = spec, settings, plan
         self.round_timeout_s, self.max_restarts, self.verbose = round_timeout_s, max_restarts, verbose
         by_id = {c.client_id: c for c in federation.clients}
@@ -55,8 +71,14 @@ class RayClientPool:
         self.owner = {cid: k for k, group in enumerate(self.groups) for cid in group}
         self._remote: ActorClass[ClientActor] = ray.remote(actor_class)
         self._data = [ray.put([by_id[cid] for cid in group]) for group in self.groups]
-        self.actors = [self._spawn(k) for k in range(len(self.groups))]
-        ray.get([actor.ready.remote() for actor in self.actors])
+        if started is not None:
+            if len(started) != len(self.groups):
+                raise ValueError(f"{len(started)} started actors for {len(self.groups)} client groups")
+            self.actors = list(started)
+            ray.get([actor.build.remote(data, spec) for actor, data in zip(self.actors, self._data)])
+        else:
+            self.actors = [self._spawn(k) for k in range(len(self.groups))]
+            ray.get([actor.ready.remote() for actor in self.actors])
         self._confirmed: dict[int, dict] = {}        # accountant state after the last confirmed round
         self._unconfirmed: dict[int, int] = defaultdict(int)  # rounds started, not confirmed
         self._epsilon: dict[int, float] = {}
@@ -68,13 +90,7 @@ class RayClientPool:
 
     # --- actors --------------------------------------------------------------------------
     def _spawn(self, k: int) -> ActorHandle[ClientActor]:
-        options: dict[str, Any] = {"num_cpus": self.plan.cpus_per_actor, "max_restarts": 0,
-                                   "max_task_retries": 0}
-        if self.plan.gpus_per_actor > 0:
-            options["num_gpus"] = self.plan.gpus_per_actor
-        # Ray types ActorClass.remote as "handle or class"; it returns a handle
-        return cast(ActorHandle[ClientActor],
-                    self._remote.options(**options).remote(self._data[k], self.spec, self.settings, self.plan.threads))
+        return spawn_client_actor(self._remote, self.plan, self.settings, self._data[k], self.spec)
 
     def _by_actor(self, ids: Sequence[int]) -> dict[int, list[int]]:
         calls: dict[int, list[int]] = {}

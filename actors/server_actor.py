@@ -15,13 +15,24 @@ from actors.messages import resolve
 
 
 class ServerActor:
-    """Holds ``make_server(spec, settings)`` of the run's algorithm."""
+    """Holds ``make_server(spec, settings)`` of the run's algorithm; with ``spec`` None it
+    only imports the algorithm's module and waits for :meth:`build` (as
+    :class:`~actors.client_actor.ClientActor` does)."""
 
     def __init__(self, spec, settings, threads: int = 1) -> None:
         from fedsim.algorithms.registry import algorithm_module
 
         set_threads(threads)
-        self.server = algorithm_module(settings.algorithm).make_server(spec, settings)
+        self.module = algorithm_module(settings.algorithm)
+        self.settings = settings
+        self.server: Any = None
+        if spec is not None:
+            self.build(spec)
+
+    def build(self, spec) -> bool:
+        """Make the server of a federation of ``spec``."""
+        self.server = self.module.make_server(spec, self.settings)
+        return True
 
     def ready(self) -> bool:
         return True

@@ -23,16 +23,30 @@ Figures per case and backend:
 
 The machine is shared by other processes in some settings: the table header carries the
 load average before and after.
+
+First round from a cold process (``--first-round N``): each start-up runs in a fresh
+Python process, N times interleaved, and the table gives medians of the seconds since
+that process was launched at which it had imported fedsim, started Ray and the actors'
+processes, loaded the data, had every actor ready (first round starts) and ended round 1:
+
+    python benchmarks/ray_rounds.py --first-round 3 --cases fedavg-10x2000 --backends ray local
+
+``ray`` starts as ``train`` and ``table`` do (Ray and the actors before the data,
+:func:`fedsim.commands.training_run.backend_started`); ``ray-sequential`` loads the data
+first and starts Ray and the actors after it (the order before that overlap).
 """
 
 from __future__ import annotations
 
 import gc
+import json
 import logging
 import os
 import statistics
+import subprocess
+import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import torch
@@ -43,7 +57,7 @@ from fedsim.algorithms.spec import TrainingConfig
 from fedsim.backend import RayConfig
 from fedsim.callbacks import RunCallback
 from fedsim.commands.train import TrainCommand
-from fedsim.commands.training_run import prepare
+from fedsim.commands.training_run import backend_started, prepare, simulate
 from fedsim.data.federation import DataConfig
 from fedsim.data.synthetic import SyntheticConfig
 from fedsim.simulation import LocalClientPool, run_federation
@@ -63,8 +77,12 @@ class Benchmark:
 
     cases: tuple[CaseName, ...] = ("fedavg-10x2000", "scale-10", "scale-100", "scale-1000")
     """Cases to run (module docstring)."""
-    backends: tuple[Literal["local", "ray"], ...] = ("local", "ray")
-    """Backends to compare."""
+    backends: tuple[Literal["local", "ray", "ray-sequential"], ...] = ("local", "ray")
+    """Backends to compare (``ray-sequential``: only with ``--first-round``, module docstring)."""
+    first_round: int = 0
+    """Instead of the round table: time the start-up to the end of round 1 in this many fresh processes per case and backend, interleaved (module docstring)."""
+    probe: str = ""
+    """Internal: ``case/backend/launch time`` of one cold-start measurement in this process."""
     num_cpus: int = 0
     """CPUs of the local Ray (0 = every core)."""
     rounds: int = 0
@@ -142,6 +160,73 @@ def run_case(case: str, backend: str, bench: Benchmark) -> dict:
     }
 
 
+class FirstRound(RunCallback):
+    """Wall-clock times at which round 1 started (every actor ready) and ended."""
+
+    def __init__(self) -> None:
+        self.started: float | None = None
+        self.ended: float | None = None
+
+    def on_round_start(self, round_index: int, ids) -> None:
+        if self.started is None:
+            self.started = time.time()
+
+    def on_round_end(self, round_index: int, row: dict, result) -> None:
+        if self.ended is None:
+            self.ended = time.time()
+
+
+def probe_first_round(case: str, backend: str, launched: float, imported: float) -> dict:
+    """One cold start of ``case`` on ``backend`` in this process (module docstring): the
+    seconds since ``launched`` of each phase's end; rounds after the first are cut to one."""
+    command = replace(command_of(case, 2), backend="local" if backend == "local" else "ray",
+                      ray=RayConfig(num_cpus=os.cpu_count() or 1))
+    rounds = FirstRound()
+    times = {"imports": imported}
+    if backend == "ray-sequential":
+        prepared = prepare(command)
+        times["data"] = time.time()
+        with backend_started(command) as started:
+            times["ray_and_actors_started"] = time.time()
+            simulate(command, prepared, [rounds], started=started)
+    else:
+        with backend_started(command) as started:
+            times["ray_and_actors_started"] = time.time()
+            prepared = prepare(command)
+            times["data"] = time.time()
+            simulate(command, prepared, [rounds], started=started)
+    assert rounds.started is not None and rounds.ended is not None
+    times.update({"actors_ready": rounds.started, "round_1": rounds.ended})
+    return {"case": case, "backend": backend, **{k: v - launched for k, v in times.items()}}
+
+
+def first_round_table(bench: Benchmark) -> str:
+    """``--first-round N``: N interleaved cold starts per case and backend; medians."""
+    load_before = tuple(round(x, 2) for x in os.getloadavg())
+    runs: dict[tuple[str, str], list[dict]] = {}
+    for repeat in range(bench.first_round):
+        for case in bench.cases:
+            for backend in bench.backends:
+                launched = time.time()
+                done = subprocess.run([sys.executable, __file__, "--probe", f"{case}/{backend}/{launched!r}"],
+                                      capture_output=True, text=True, check=True)
+                row = json.loads(done.stdout.strip().splitlines()[-1])
+                runs.setdefault((case, backend), []).append(row)
+                print(f"{repeat + 1}/{bench.first_round} {case} {backend}: "
+                      + ", ".join(f"{k} {v:.1f}" for k, v in row.items() if isinstance(v, float)), flush=True)
+    phases = ("imports", "ray_and_actors_started", "data", "actors_ready", "round_1")
+    lines = [(f"load average (1, 5, 15 min): before {load_before}, after "
+              f"{tuple(round(x, 2) for x in os.getloadavg())}; {os.cpu_count()} cores; medians of "
+              f"{bench.first_round} cold starts, seconds since the process was launched"), "",
+             "| case | backend | " + " | ".join(phases) + " | round 1 ÷ local |", "|---|---|" + "---:|" * (len(phases) + 1)]
+    for (case, backend), rows in runs.items():
+        medians = {p: statistics.median(row[p] for row in rows) for p in phases}
+        local = runs.get((case, "local"))
+        ratio = medians["round_1"] / statistics.median(row["round_1"] for row in local) if local else float("nan")
+        lines.append(f"| {case} | {backend} | " + " | ".join(f"{medians[p]:.1f}" for p in phases) + f" | {ratio:.2f} |")
+    return "\n".join(lines)
+
+
 def markdown(results: list[dict], load_before, load_after) -> str:
     lines = [f"load average (1, 5, 15 min): before {load_before}, after {load_after}; {os.cpu_count()} cores",
              "",
@@ -158,6 +243,15 @@ def markdown(results: list[dict], load_before, load_after) -> str:
 
 
 def main(bench: Benchmark) -> None:
+    if bench.probe:
+        case, backend, launched = bench.probe.split("/")
+        print(json.dumps(probe_first_round(case, backend, float(launched), IMPORTED)))
+        return
+    if bench.first_round:
+        print(first_round_table(bench))
+        return
+    if "ray-sequential" in bench.backends:
+        raise SystemExit("--backends ray-sequential is a --first-round order only")
     load_before = tuple(round(x, 2) for x in os.getloadavg())
     results = []
     for case in bench.cases:
@@ -170,6 +264,8 @@ def main(bench: Benchmark) -> None:
     print()
     print(markdown(results, load_before, tuple(round(x, 2) for x in os.getloadavg())))
 
+
+IMPORTED = time.time()  # this module's imports (fedsim, torch, tyro) are done
 
 if __name__ == "__main__":
     main(tyro.cli(Benchmark))

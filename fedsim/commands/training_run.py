@@ -10,12 +10,13 @@ and the ``--resume`` configuration merge (:mod:`fedsim.commands.resume`).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import torch
 
@@ -53,6 +54,12 @@ class Prepared:
     module: ModuleType
 
 
+def run_settings(command) -> RunSettings:
+    """The run's settings: everything the clients and the server need apart from the data."""
+    return RunSettings(command.algorithm, command.method_config(), command.privacy,
+                       command.training, command.evaluation, command.seed, command.device)
+
+
 def prepare(command) -> Prepared:
     """Validate ``command``, set the thread count, load the federation, resolve the algorithm."""
     validate(command)
@@ -61,25 +68,40 @@ def prepare(command) -> Prepared:
     federation = load_federation(command.data, command.seed)
     spec = FederationSpec(len(federation.clients), federation.num_classes, federation.dim,
                           tuple(federation.class_names))
-    settings = RunSettings(command.algorithm, command.method_config(), command.privacy,
-                           command.training, command.evaluation, command.seed, command.device)
-    return Prepared(federation, spec, settings, method(command.algorithm).implementation())
+    return Prepared(federation, spec, run_settings(command), method(command.algorithm).implementation())
+
+
+@contextlib.contextmanager
+def backend_started(command) -> Iterator[Any]:
+    """With ``--backend ray``: Ray and the run's actors, started now (after validation,
+    before :func:`prepare` loads the data) so that the actors start up while the data
+    loads (:func:`actors.driver.ray_started`); pass it to :func:`simulate`.  None for
+    the local backend."""
+    if command.backend != "ray":
+        yield None
+        return
+    validate(command)
+    from actors.driver import ray_started  # the Ray runtime lives outside fedsim, imported only when used
+
+    with ray_started(command.ray, run_settings(command), command.data.num_clients) as started:
+        yield started
 
 
 def simulate(command, prepared: Prepared, callbacks: Sequence[RunCallback] = (),
-             run_dir: Path | None = None) -> RunResult:
+             run_dir: Path | None = None, started: Any = None) -> RunResult:
     """Build the server and the client pool of ``command``'s backend and run every round,
     the release, the finalisation and the per-client evaluation (module docstring).
     With ``run_dir``, checkpoints go there every ``--checkpoint-every`` rounds, and
     ``--resume`` starts from its latest one.  The global test set (``--evaluation.test
-    global|both``) is built here, simulator-side, and reaches only the final evaluation."""
+    global|both``) is built here, simulator-side, and reaches only the final evaluation.
+    ``started``: :func:`backend_started`'s Ray and actors for ``--backend ray``."""
     server: Server
     pool: ClientPool
     global_test = None if command.evaluation.test == "client" else global_test_set(prepared.federation)
     if command.backend == "ray":
         from actors.driver import ray_federation  # the Ray runtime lives outside fedsim, imported only when used
 
-        with ray_federation(prepared, command.ray) as (server, pool):
+        with ray_federation(prepared, command.ray, started=started) as (server, pool):
             return run_rounds(command, prepared.settings, server, pool, callbacks, run_dir, global_test)
     server = prepared.module.make_server(prepared.spec, prepared.settings)
     pool = LocalClientPool(prepared.federation, prepared.spec, prepared.settings)
@@ -120,8 +142,9 @@ class ConfigurationResult:
 
 def run_configuration(command, callbacks: Sequence[RunCallback] = ()) -> ConfigurationResult:
     """Run ``command`` without writing anything (the ``table`` command's unit of work)."""
-    prepared = prepare(command)
-    result = simulate(command, prepared, callbacks)
+    with backend_started(command) as started:
+        prepared = prepare(command)
+        result = simulate(command, prepared, callbacks, started=started)
     return ConfigurationResult(prepared, result, chosen_results(result.evaluations, command.evaluation.selection),
                                ledger_to_json(result.privacy_records))
 
@@ -136,19 +159,20 @@ def run_training(command, callbacks: Sequence[RunCallback] = ()) -> dict:
         checkpoint = load_checkpoint(command.resume)
         command = resume_command(command, checkpoint.command, command.resume)
         print(f"fedsim: resuming {command.resume} after round {checkpoint.rounds_done}", file=sys.stderr)
-    prepared = prepare(command)
-    federation, spec, module = prepared.federation, prepared.spec, prepared.module
-    out = command.run_directory()
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(config_dict(command), out / "config.json")
+    with backend_started(command) as started:
+        prepared = prepare(command)
+        federation, spec, module = prepared.federation, prepared.spec, prepared.module
+        out = command.run_directory()
+        out.mkdir(parents=True, exist_ok=True)
+        write_json(config_dict(command), out / "config.json")
 
-    print(f"fedsim: {command.algorithm} on {federation.dataset_name} — {spec.num_clients} clients, "
-          f"{command.data.partition} partition, ε={command.privacy.epsilon}, δ={command.privacy.delta}, "
-          f"{command.training.rounds} rounds → {out}", file=sys.stderr)
-    if command.privacy.private and command.privacy.reproducible_noise:
-        print(f"fedsim: WARNING {REPRODUCIBLE_NOISE_NOTE}", file=sys.stderr)
-    progress = [ProgressBar(command.training.rounds)] if command.progress else []
-    result = simulate(command, prepared, [*progress, *callbacks], run_dir=out)
+        print(f"fedsim: {command.algorithm} on {federation.dataset_name} — {spec.num_clients} clients, "
+              f"{command.data.partition} partition, ε={command.privacy.epsilon}, δ={command.privacy.delta}, "
+              f"{command.training.rounds} rounds → {out}", file=sys.stderr)
+        if command.privacy.private and command.privacy.reproducible_noise:
+            print(f"fedsim: WARNING {REPRODUCIBLE_NOISE_NOTE}", file=sys.stderr)
+        progress = [ProgressBar(command.training.rounds)] if command.progress else []
+        result = simulate(command, prepared, [*progress, *callbacks], run_dir=out, started=started)
     return write_outputs(command, federation, spec, module, result, out)
 
 

@@ -23,7 +23,6 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from fedsim.privacy.opacus_epsilon import prv_epsilon, rdp_epsilon
 
 AccountantName = Literal["rdp", "prv"]
 MechanismKind = Literal["dp-sgd", "release"]
@@ -42,6 +41,10 @@ def epsilon_of_history(
         return 0.0
     if any(sigma == 0.0 for sigma, _, _ in entries):
         return math.inf
+    # imported at the first noisy mechanism: Opacus (with SciPy) costs seconds of CPU that
+    # the start-up of a client actor, or a run without DP, does not need
+    from fedsim.privacy.opacus_epsilon import prv_epsilon, rdp_epsilon
+
     if accountant == "rdp":
         return rdp_epsilon(entries, delta)
     return prv_epsilon(entries, delta)

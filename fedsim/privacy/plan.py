@@ -23,7 +23,6 @@ from typing import Any
 
 import numpy as np
 
-from fedsim.privacy.calibration import calibrate_noise
 from fedsim.privacy.config import PrivacyConfig
 
 
@@ -72,11 +71,12 @@ def plan_dp_sgd(
     reserved = privacy.reserved_rounds if privacy.private else 0
     total_steps = (rounds + reserved) * local_epochs * steps_per_epoch
     target = privacy.epsilon * dp_sgd_share
-    sigma = (
-        calibrate_noise(target, privacy.delta, sample_rate, total_steps, privacy.accountant)
-        if privacy.private and total_steps > 0
-        else 0.0
-    )
+    sigma = 0.0
+    if privacy.private and total_steps > 0:
+        # imported here: calibration needs Opacus, which a run without DP never loads
+        from fedsim.privacy.calibration import calibrate_noise
+
+        sigma = calibrate_noise(target, privacy.delta, sample_rate, total_steps, privacy.accountant)
     return DPSGDPlan(
         num_records=records,
         sample_rate=sample_rate,

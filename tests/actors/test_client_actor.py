@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -60,3 +64,13 @@ def test_a_client_actor_works_on_private_writable_copies_of_its_data():
         d.x_train.setflags(write=False)  # as arrays fetched from Ray's object store are
     actor = ClientActor(data, prepared.spec, prepared.settings)
     assert all(c.data.x_train.flags.writeable for c in actor.clients.values())
+
+
+def test_a_client_actor_starts_without_opacus_or_scikit_learn():
+    """An actor's start-up imports (its module and a method's) leave out Opacus and
+    scikit-learn: a run without DP never loads Opacus, evaluation loads scikit-learn."""
+    probe = ("import sys, actors.client_actor, fedsim.algorithms.fedavg; "
+             "print(sorted(m for m in ('opacus', 'sklearn') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
+                          env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
+    assert done.stdout.strip() == "[]"

@@ -18,7 +18,7 @@ from actors.client_actor import ClientActor
 from fedsim.algorithms.fedavg import FedAvgConfig
 from fedsim.backend import RayConfig
 from fedsim.callbacks import CheckpointCallback, RunCallback
-from fedsim.commands.training_run import prepare, simulate
+from fedsim.commands.training_run import backend_started, prepare, simulate
 from fedsim.simulation import run_federation
 from runtime_helpers import assert_same_results, tiny_command
 
@@ -36,6 +36,19 @@ def test_ray_backend_reproduces_the_local_backend(ray_cluster, command, actors):
     local = simulate(replace(command, backend="local"), prepare(command))
     on_ray = simulate(replace(command, backend="ray", ray=replace(RAY, max_actors=actors)), prepare(command))
     assert_same_results(local, on_ray)
+
+
+def test_actors_started_before_the_data_loads_give_the_local_backend_results(ray_cluster):
+    """``backend_started`` (as ``train`` and ``table`` run): Ray and the actors start before
+    ``prepare`` loads the data; the run takes those actors over and reproduces ``local``."""
+    command = tiny_command("fedavg", rounds=2, fedavg=FedAvgConfig(private=True))
+    on_ray = replace(command, backend="ray", ray=RAY)
+    with backend_started(on_ray) as started:
+        server, actors = started.server, list(started.client_actors)
+        result = simulate(on_ray, prepare(on_ray), started=started)
+        assert started.server is None and started.client_actors == []  # taken over, not duplicated
+    assert server is not None and len(actors) == 2
+    assert_same_results(simulate(replace(command, backend="local"), prepare(command)), result)
 
 
 def _private_fedavg(rounds: int = 4, clients: int = 4):
