@@ -38,28 +38,32 @@ def federation_of(data: job.JobData):
 def main() -> None:
     arguments = job.parse_arguments(__doc__.splitlines()[0], add_backend)
     from fedsim.algorithms.fedavg import FedAvgConfig
-    from fedsim.algorithms.registry import RunSettings, algorithm_module
+    from fedsim.algorithms.registry import algorithm_module
+    from fedsim.callbacks import RunCallback
     from fedsim.algorithms.spec import FederationSpec, TrainingConfig
     from fedsim.commands.train import TrainCommand
-    from fedsim.commands.training_run import Prepared, simulate, validate
+    from fedsim.commands.training_run import Prepared, run_settings, simulate, validate
 
     data = job.load_job_data(arguments.data)
     command = TrainCommand(
         algorithm="fedavg", backend=arguments.backend, seed=job.DATA_SEED,
-        training=TrainingConfig(rounds=arguments.rounds, local_epochs=job.LOCAL_EPOCHS),
-        fedavg=FedAvgConfig(lr=job.LR, momentum=job.MOMENTUM, weight_decay=job.WEIGHT_DECAY,
-                            batch_size=job.BATCH_SIZE),
+        training=TrainingConfig(rounds=arguments.rounds, local_epochs=job.LOCAL_EPOCHS,
+                                batch_size=job.BATCH_SIZE),
+        fedavg=FedAvgConfig(lr=job.LR, momentum=job.MOMENTUM, weight_decay=job.WEIGHT_DECAY),
         checkpoint_every=0, progress=False)
     validate(command)
     federation = federation_of(data)
     prepared = Prepared(
         federation, FederationSpec(len(federation.clients), federation.num_classes, federation.dim,
                                    federation.class_names),
-        RunSettings(command.algorithm, command.method_config(), command.privacy, command.training,
-                    command.evaluation, command.seed),
-        algorithm_module(command.algorithm))
-    round_ends = []
-    result = simulate(command, prepared, on_round=lambda row: round_ends.append(time.time()))
+        run_settings(command), algorithm_module(command.algorithm))
+    round_ends: list[float] = []
+
+    class RoundClock(RunCallback):
+        def on_round_end(self, round_index, row, result):
+            round_ends.append(time.time())
+
+    result = simulate(command, prepared, [RoundClock()])
     model = result.artifact.model
     import fedsim
     import torch
