@@ -86,8 +86,7 @@ class FedHypeVAEConfig:
     def validate(self, prefix: str = "--fedhypevae.") -> None:
         """Raise a ``UserError`` naming the first invalid option (as on the CLI, under ``prefix``)."""
         sizes = ("latent_dim", "hidden_dim", "hidden_layers", "code_dim", "hyper_hidden", "label_dim",
-                 "mmd_samples", "meta_codes", "meta_steps")
-        sizes += ("warm_start_steps", "warm_start_batch")
+                 "mmd_samples", "meta_codes", "meta_steps", "warm_start_steps", "warm_start_batch")
         weights = ("beta", "lambda_mmd", "lambda_lip", "lambda_v", "meta_beta")
         check(self, prefix, [
             *((name, getattr(self, name) >= 1, "an integer >= 1") for name in sizes),
