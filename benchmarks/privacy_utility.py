@@ -103,7 +103,10 @@ def spread_ratio(module, artifact, federation, seed: int) -> float:
         return math.nan
     x = np.concatenate([c.x_train for c in federation.clients])
     y = np.concatenate([c.y_train for c in federation.clients])
-    synthetic, labels = module.synthetic_set(artifact, len(y), torch_generator(seed, "benchmark-spread"))
+    drawn = module.synthetic_set(artifact, len(y), torch_generator(seed, "benchmark-spread"))
+    if drawn is None:  # a method without a generator (dp-fedavg)
+        return math.nan
+    synthetic, labels = drawn
     ratios = [synthetic[labels == c].std(axis=0).mean() / x[y == c].std(axis=0).mean()
               for c in np.unique(y) if (labels == c).sum() > 1 and (y == c).sum() > 1]
     return float(np.mean(ratios)) if ratios else math.nan
