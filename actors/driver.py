@@ -94,6 +94,9 @@ class ServerProxy:
     def aggregate(self, updates: Sequence[Any]) -> None:
         ray.get(self.actor.aggregate.remote(list(updates)))
 
+    def warm_start(self, releases: Sequence[Any]) -> None:
+        ray.get(self.actor.warm_start.remote(list(releases)))
+
     def finalize(self, releases: Sequence[Any]) -> Any:
         return owned(ray.get(self.actor.finalize.remote(list(releases))))
 

@@ -43,6 +43,9 @@ class ServerActor:
     def aggregate(self, updates: Sequence[Any]) -> None:
         self.server.aggregate(resolve(updates))
 
+    def warm_start(self, releases: Sequence[Any]) -> None:
+        self.server.warm_start(resolve(releases))
+
     def finalize(self, releases: Sequence[Any]) -> Any:
         return self.server.finalize(resolve(releases))
 

@@ -152,7 +152,9 @@ def resume_run(run_dir: str | Path, server: Server, pool: ClientPool, seed: int 
 def run_federation(server: Server, pool: ClientPool, settings: RunSettings, callbacks: Sequence[RunCallback] = (),
                    start_round: int = 0, result: RunResult | None = None,
                    global_test: GlobalTestSet | None = None) -> RunResult:
-    """Run rounds ``start_round`` … ``rounds − 1``, the release, the server's
+    """Before round 0, when the algorithm module's ``warm_start_wanted(settings)`` says so,
+    the clients' releases and ``server.warm_start(releases)``; then rounds ``start_round`` …
+    ``rounds − 1``, the release, the server's
     finalisation and the evaluation, calling ``callbacks`` (:mod:`fedsim.callbacks`)
     on the way; ``result`` holds the earlier rounds of a resumed run (:func:`resume_run`).
 
@@ -175,6 +177,11 @@ def run_federation(server: Server, pool: ClientPool, settings: RunSettings, call
     epsilon_max = None
     for callback in callbacks:
         callback.on_start(start_round, result)
+    warm_start_wanted = getattr(algorithm_module(settings.algorithm), "warm_start_wanted", None)
+    if start_round == 0 and warm_start_wanted is not None and warm_start_wanted(settings):
+        # statistics first: every client's one release, then the server's warm start
+        # (post-processing); the release is asked again, unchanged, after the rounds
+        getattr(server, "warm_start")(pool.release(pool.client_ids))  # optional server method
     for round_index in range(start_round, schedule.rounds):
         round_started = time.perf_counter()
         ids = sample_clients(pool.client_ids, schedule.client_fraction, settings.seed, round_index)

@@ -25,7 +25,9 @@ import torch
 from fedsim.run import main
 
 COMMON = ["--backend", "local", "--training.rounds", "2", "--threads", "1", "--no-progress",
-          "--privacy.reproducible-noise", "--evaluation.probe.preset", "reference", "--evaluation.selection", "global"]
+          "--privacy.reproducible-noise", "--evaluation.probe.preset", "reference", "--evaluation.selection", "global",
+          # FedHypeVAE as before the statistics-first redesign (issue 16): DP-SGD only, Eq. 12 decoder mean
+          "--fedhypevae.training", "dp-sgd", "--fedhypevae.no-observation-variance"]
 TINY_ARGS = ["--data.synthetic.n-samples", "400", "--data.synthetic.dim", "8", "--data.synthetic.num-classes", "3",
              "--data.num-clients", "4", "--fedhypevae.hidden-dim", "16", "--fedhypevae.latent-dim", "4",
              "--fedhypevae.meta-steps", "10", "--fedhypevae.hyper-hidden", "16", "--fedhypevae.code-dim", "4",

@@ -64,7 +64,7 @@ from fedsim.privacy.accounting import calibrate_release_noise
 from fedsim.privacy.config import PrivacyConfig
 from fedsim.privacy.labels import label_distribution
 from fedsim.privacy.ledger import ClientPrivacyRecord, privacy_record
-from fedsim.privacy.plan import DPSGDPlan, kept_records, planning_records
+from fedsim.privacy.plan import kept_records, no_dp_sgd_plan
 from fedsim.privacy.secure_noise import noise_source
 from fedsim.privacy.state import PrivacyState
 from fedsim.privacy.statistics import (SENSITIVITY, ClassStatistics, moments_from_statistics, pooled,
@@ -146,8 +146,7 @@ class DPStatsClient:
         else:
             self.clip_norm = config.clip_norm or float(math.sqrt(spec.dim))
         # no DP-SGD: a plan of zero steps (the ledger's DP-SGD columns, fault recovery's charge)
-        plan = DPSGDPlan(num_records=planning_records(len(self.x), self.privacy), sample_rate=0.0, expected_batch_size=0.0,
-                         steps_per_epoch=0, total_steps=0, noise_multiplier=0.0, target_epsilon=0.0)
+        plan = no_dp_sgd_plan(len(self.x), self.privacy)
         self._privacy_state = PrivacyState.fresh(self.privacy, plan, schedule.local_epochs,
                                                  noise_source(self.privacy, seed, TAG, "release", data.client_id))
         self.stats_noise_multiplier: float | None = None
@@ -189,21 +188,26 @@ class DPStatsClient:
     def state_dict(self) -> dict[str, Any]:
         return {"privacy_state": self.privacy_state.state_dict(),
                 "stats_noise_multiplier": self.stats_noise_multiplier,
-                "released": None if self.released is None else _release_state(self.released)}
+                "released": None if self.released is None else release_state(self.released)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.privacy_state.load_state_dict(state["privacy_state"])
         self.stats_noise_multiplier = state["stats_noise_multiplier"]
         released = state["released"]
-        self.released = None if released is None else DPStatsRelease(
-            ClassStatistics(released["counts"], released["sums"], released["second_moments"]),
-            released["noise_multiplier"], released["clip_norm"])
+        self.released = None if released is None else release_from_state(released)
 
 
-def _release_state(release: DPStatsRelease) -> dict[str, Any]:
+def release_state(release: DPStatsRelease) -> dict[str, Any]:
+    """A release as plain tensors and numbers (client checkpoints)."""
     statistics = release.statistics
     return {"counts": statistics.counts, "sums": statistics.sums, "second_moments": statistics.second_moments,
             "noise_multiplier": release.noise_multiplier, "clip_norm": release.clip_norm}
+
+
+def release_from_state(state: dict[str, Any]) -> DPStatsRelease:
+    """Inverse of :func:`release_state`."""
+    return DPStatsRelease(ClassStatistics(state["counts"], state["sums"], state["second_moments"]),
+                          state["noise_multiplier"], state["clip_norm"])
 
 
 # --- server and artifact -------------------------------------------------------------------

@@ -93,11 +93,24 @@ class FedHypeVAEModel(nn.Module):
         kl = gaussian_kl(mu_q, logvar_q, mu_p, log_sigma_p)
         terms = {"reconstruction": reconstruction, "kl": kl}
         if self.config.lambda_mmd > 0:
-            labels = onehot.expand(mmd_noise.shape[0], -1)
-            synthetic = self.sample(modulation, context, labels, mmd_noise)
-            terms["mmd"] = (multi_kernel(synthetic, synthetic).mean()
-                            - 2.0 * multi_kernel(x[None, :], synthetic).mean())
+            terms["mmd"] = self.mmd_term(modulation, context, x, onehot, mmd_noise)
         return terms
+
+    def mmd_term(self, modulation: Modulation, context: Tensor, x: Tensor, onehot: Tensor,
+                 mmd_noise: Tensor) -> Tensor:
+        """Record j's part of the class-conditional MMD² (Eq. 6, decomposed; module docstring)."""
+        labels = onehot.expand(mmd_noise.shape[0], -1)
+        synthetic = self.sample(modulation, context, labels, mmd_noise)
+        term: Tensor = (multi_kernel(synthetic, synthetic).mean()
+                        - 2.0 * multi_kernel(x[None, :], synthetic).mean())
+        return term
+
+    def record_mmd(self, x: Tensor, onehot: Tensor, mmd_noise: Tensor) -> Tensor:
+        """The MMD term alone for the client's own generator h(v_i): the per-record loss of
+        the small-footprint DP-SGD step (``--fedhypevae.dp-sgd-parameters codes-heads``),
+        which touches neither the encoder nor the KL."""
+        modulation, context = self.generated(self.client_code)
+        return self.mmd_term(modulation, context, x, onehot, mmd_noise)
 
     def record_loss(self, x: Tensor, onehot: Tensor, eps_z: Tensor, mmd_noise: Tensor) -> Tensor:
         """ℓ_j: the scalar per-record loss (depends on record j only)."""

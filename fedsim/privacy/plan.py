@@ -88,6 +88,13 @@ def plan_dp_sgd(
     )
 
 
+def no_dp_sgd_plan(num_records: int, privacy: PrivacyConfig) -> DPSGDPlan:
+    """The plan of a client that runs no DP-SGD (zero steps, σ = 0): its ledger's DP-SGD
+    columns and fault recovery's charge read it (``dp-stats``, FedHypeVAE ``stats-only``)."""
+    return DPSGDPlan(num_records=planning_records(num_records, privacy), sample_rate=0.0, expected_batch_size=0.0,
+                     steps_per_epoch=0, total_steps=0, noise_multiplier=0.0, target_epsilon=0.0)
+
+
 def record_rank(x: np.ndarray, y: np.ndarray, seed: int, client_id: int) -> np.ndarray:
     """A rank in [0, 2⁶⁴) for every record: a keyed BLAKE2b hash of the record's own bytes
     (embedding and label), keyed by the run seed and the client.  A record's rank does

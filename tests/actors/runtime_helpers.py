@@ -20,7 +20,8 @@ from fedsim.evaluation.downstream import EvaluationConfig
 from fedsim.privacy.config import PrivacyConfig
 
 TINY_HYPEVAE = FedHypeVAEConfig(latent_dim=4, hidden_dim=16, hidden_layers=1, code_dim=4, hyper_hidden=8,
-                                label_dim=4, mmd_samples=2, meta_steps=10, meta_samples=8)
+                                label_dim=4, mmd_samples=2, meta_steps=10, meta_samples=8,
+                                training="dp-sgd", observation_variance=False)
 
 
 MAX_RECORDS = 96

@@ -20,7 +20,7 @@ from fedsim.backend import RayConfig
 from fedsim.callbacks import CheckpointCallback, RunCallback
 from fedsim.commands.training_run import backend_started, prepare, simulate
 from fedsim.simulation import run_federation
-from runtime_helpers import assert_same_results, tiny_command
+from runtime_helpers import TINY_HYPEVAE, assert_same_results, tiny_command
 
 RAY = RayConfig(num_cpus=2, max_actors=2)
 
@@ -29,6 +29,11 @@ RAY = RayConfig(num_cpus=2, max_actors=2)
     pytest.param(tiny_command("fedhypevae", clients=2, rounds=2, epsilon=1.0,
                               training=replace(tiny_command().training, rounds=2, batch_size=32)), 1,
                  id="fedhypevae-eps1"),
+    # statistics first: the warm start (a server step before round 0) and the footprint DP-SGD
+    pytest.param(tiny_command("fedhypevae", clients=2, rounds=2, epsilon=1.0,
+                              fedhypevae=replace(TINY_HYPEVAE, training="stats-first", observation_variance=True,
+                                                 statistics_share=0.5, warm_start_steps=20, warm_start_batch=32)),
+                 1, id="fedhypevae-stats-first"),
     pytest.param(tiny_command("fedavg", rounds=3, training=replace(tiny_command().training, rounds=3,
                                                                     client_fraction=0.5)), 2, id="fedavg-sampled"),
 ])

@@ -23,7 +23,8 @@ def test_without_dp_reconstruction_falls_and_synthetic_data_beats_local_only():
     federation = load_federation(
         DataConfig(synthetic=SyntheticConfig(n_samples=3000, dim=64), num_clients=5, alpha=0.3), seed)
     spec = FederationSpec(federation.num_clients, federation.num_classes, federation.dim)
-    config = FedHypeVAEConfig(hidden_dim=64, latent_dim=8, code_dim=8, hyper_hidden=32, label_dim=8, lr=0.01)
+    config = FedHypeVAEConfig(hidden_dim=64, latent_dim=8, code_dim=8, hyper_hidden=32, label_dim=8, lr=0.01,
+                              training="dp-sgd", observation_variance=False)
     settings = RunSettings("fedhypevae", config, PrivacyConfig(epsilon=float("inf")),
                            TrainingConfig(rounds=8, local_epochs=3, batch_size=64), EvaluationConfig(), seed)
     result = run_federation(make_server(spec, settings), LocalClientPool(federation, spec, settings), settings)

@@ -15,7 +15,8 @@ from fedsim.evaluation.downstream import EvaluationConfig
 from fedsim.models.fedhypevae import is_shared
 from fedsim.privacy.config import PrivacyConfig
 
-CONFIG = FedHypeVAEConfig(hidden_dim=16, latent_dim=4, code_dim=4, hyper_hidden=8, label_dim=4, mmd_samples=4)
+CONFIG = FedHypeVAEConfig(hidden_dim=16, latent_dim=4, code_dim=4, hyper_hidden=8, label_dim=4, mmd_samples=4,
+                          training="dp-sgd", observation_variance=False)
 SPEC = FederationSpec(num_clients=2, num_classes=3, dim=12)
 
 

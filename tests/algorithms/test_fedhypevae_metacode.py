@@ -13,7 +13,8 @@ from fedsim.models.fedhypevae import FedHypeVAEModel
 from fedsim.models.init import seeded
 from fedsim.privacy.statistics import ClassMoments
 
-CONFIG = FedHypeVAEConfig(hidden_dim=16, latent_dim=4, code_dim=4, hyper_hidden=8, label_dim=4)
+CONFIG = FedHypeVAEConfig(hidden_dim=16, latent_dim=4, code_dim=4, hyper_hidden=8, label_dim=4,
+                          training="dp-sgd", observation_variance=False)
 V_STAR = torch.tensor([1.2, -0.8, 0.5, 1.0])
 
 

@@ -20,7 +20,7 @@ from fedsim.algorithms.fedhypevae.config import FedHypeVAEConfig
 METHODS = [
     ("dp-cgan", DPCGANConfig(latent_dim=8, generator_hidden=(32,), discriminator_hidden=(32,), lr=1e-2), 32),
     ("fedhypevae", FedHypeVAEConfig(hidden_dim=16, latent_dim=4, code_dim=4, hyper_hidden=8, label_dim=4,
-                                    meta_steps=20), None),
+                                    meta_steps=20, training="dp-sgd", observation_variance=False), None),
     ("dp-stats", DPStatsConfig(), None),
 ]
 

@@ -22,6 +22,7 @@ TINY_FEDAVG = ["--algorithm", "fedavg", "--fedavg.private", "--data.synthetic.n-
                "--privacy.reproducible-noise", "--threads", "1"]
 SMALL_FEDHYPEVAE = ["--data.synthetic.n-samples", "2000", "--data.synthetic.dim", "32",
                     "--fedhypevae.hidden-dim", "32", "--training.rounds", "3", "--canaries", "500",
+                    "--fedhypevae.training", "dp-sgd",
                     "--privacy.reproducible-noise", "--threads", "1"]
 
 

@@ -23,7 +23,8 @@ TINY_RUN = ["--training.rounds", "1", "--data.synthetic.n-samples", "600", "--da
             "--data.num-clients", "3", "--threads", "1", "--no-progress", "--checkpoint-every", "0",
             "--fedhypevae.hidden-dim", "16", "--fedhypevae.latent-dim", "4", "--fedhypevae.code-dim", "4",
             "--fedhypevae.hyper-hidden", "8", "--fedhypevae.label-dim", "4", "--fedhypevae.meta-steps", "20",
-            "--privacy.max-records", "256"]  # the public bound ≥ the largest client's 147 train records
+            "--privacy.max-records", "256",  # the public bound ≥ the largest client's 147 train records
+            "--fedhypevae.training", "dp-sgd"]
 
 
 def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:

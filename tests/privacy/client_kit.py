@@ -17,7 +17,8 @@ from fedsim.evaluation.downstream import EvaluationConfig
 from fedsim.privacy.config import PrivacyConfig
 
 TINY_HYPEVAE = FedHypeVAEConfig(latent_dim=4, hidden_dim=16, hidden_layers=1, code_dim=4, hyper_hidden=8,
-                                label_dim=4, mmd_samples=2, meta_steps=10, meta_samples=8)
+                                label_dim=4, mmd_samples=2, meta_steps=10, meta_samples=8,
+                                training="dp-sgd", observation_variance=False)
 PRIVACY = PrivacyConfig(epsilon=1.0, max_records=64, reproducible_noise=True)
 DIM, CLASSES = 8, 3
 

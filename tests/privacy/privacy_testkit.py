@@ -23,7 +23,7 @@ from fedsim.privacy.state import PrivacyState
 
 DIM, CLASSES = 12, 3
 TINY = FedHypeVAEConfig(hidden_dim=16, latent_dim=4, code_dim=4, hyper_hidden=8, label_dim=4,
-                        mmd_samples=5)
+                        mmd_samples=5, training="dp-sgd", observation_variance=False)
 
 
 def tiny_model(lambda_mmd: float = 1.0, seed: int = 0) -> FedHypeVAEModel:

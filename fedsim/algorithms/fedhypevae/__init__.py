@@ -28,10 +28,16 @@ def make_client(data: ClientData, spec: FederationSpec, settings: RunSettings) -
                             settings.evaluation, settings.seed)
 
 
+def warm_start_wanted(settings: RunSettings) -> bool:
+    """The round driver's question before round 0: does the server warm-start on the
+    clients' releases (``--fedhypevae.training stats-first``)?"""
+    return bool(settings.method.stats_first)
+
+
 def synthetic_set(artifact: GeneratorArtifact, size: int,
                   generator: torch.Generator) -> tuple[np.ndarray, np.ndarray]:
     return synthesize(artifact, size, generator)
 
 
 __all__ = ["FedHypeVAEClient", "FedHypeVAEConfig", "FedHypeVAEServer", "GeneratorArtifact",
-           "make_client", "make_server", "synthetic_set"]
+           "make_client", "make_server", "synthetic_set", "warm_start_wanted"]

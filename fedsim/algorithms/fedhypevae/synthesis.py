@@ -17,6 +17,7 @@ from fedsim.algorithms.fedhypevae.config import FedHypeVAEConfig
 from fedsim.models.fedhypevae import FedHypeVAEModel
 from fedsim.models.hypernet import Modulation, mix_modulations
 from fedsim.models.init import seeded
+from fedsim.privacy.statistics import ClassMoments
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,9 @@ class GeneratorArtifact:
     config: FedHypeVAEConfig
     released_records: float | None = None
     """Σ of the released noisy class counts (a DP count of all train records)."""
+    observation_std: Tensor | None = None
+    """(K_classes, d) per-class, per-dimension observation std s_y of Eq. 12
+    (:func:`observation_std`); None: the decoder mean alone (the paper)."""
 
     def build(self) -> FedHypeVAEModel:
         """A model holding Φ (its encoder and client code are unused).  Built under a
@@ -53,6 +57,8 @@ class GeneratorArtifact:
             modulation, context = mixed_generation(model, self.codes, self.weights)
             noise = torch.randn(len(labels), self.config.latent_dim, generator=generator)
             x = model.sample(modulation, context, onehot, noise)
+            if self.observation_std is not None:
+                x = x + self.observation_std[labels] * torch.randn(x.shape, generator=generator)
         return x.numpy().astype(np.float32)
 
     def sample_labels(self, size: int, generator: torch.Generator) -> np.ndarray:
@@ -74,3 +80,29 @@ def synthesize(artifact: GeneratorArtifact, size: int, generator: torch.Generato
     from fedsim.algorithms.base import synthesize as synthesize_from
 
     return synthesize_from(artifact, size, generator)
+
+
+OBSERVATION_SAMPLES = 512
+
+
+def observation_std(artifact: GeneratorArtifact, moments: ClassMoments, generator: torch.Generator) -> Tensor:
+    """s_y of Eq. 12 with observation noise, per class y and dimension: ``s_y² = max(0,
+    diag Σ̂_y − Var_z[x̂(z, y)])``, the DP (pooled, post-processed) variance the decoder mean
+    at the meta-code does not produce (``Var_z`` over ``OBSERVATION_SAMPLES`` prior draws).
+    Classes without a trustworthy count take the mean of the valid classes' s_y²."""
+    model = artifact.build()
+    covariances = moments.covariances
+    target = covariances.diagonal(dim1=1, dim2=2) if covariances.dim() == 3 else covariances
+    variances = torch.zeros_like(target)
+    with torch.no_grad():
+        modulation, context = mixed_generation(model, artifact.codes, artifact.weights)
+        noise = torch.randn(OBSERVATION_SAMPLES, artifact.config.latent_dim, generator=generator)
+        for y in range(artifact.num_classes):
+            onehot = torch.zeros(OBSERVATION_SAMPLES, artifact.num_classes)
+            onehot[:, y] = 1.0
+            decoded = model.sample(modulation, context, onehot, noise)
+            variances[y] = (target[y] - decoded.var(dim=0)).clamp_min(0.0)
+    valid = moments.valid
+    if bool(valid.any()) and not bool(valid.all()):
+        variances[~valid] = variances[valid].mean(dim=0)
+    return variances.sqrt()

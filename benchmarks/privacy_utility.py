@@ -1,0 +1,185 @@
+"""Privacy–utility table (issue 16): BACC of FedHypeVAE variants against ``dp-stats``,
+``dp-fedavg`` and the local-only / pooled-real bounds over ε and seeds.
+
+Every run is the project's own code: methods through
+:func:`fedsim.commands.training_run.prepare` / :func:`~fedsim.commands.training_run.run_rounds`
+(the ``train`` command's body, local backend, ``--evaluation.test both``), bounds through
+:data:`fedsim.evaluation.bounds.BOUNDS`.  Per run (mean over clients, %):
+
+* ``val_syn``, ``val_blend``: synthetic-only (λ = 0; for ``dp-fedavg`` the global model)
+  and blended (λ chosen on validation, ``global`` rule) BACC on the pooled validation
+  splits of all clients — the numbers to CHOOSE with;
+* ``test_syn``, ``test_blend`` (client test splits) and ``global_syn``, ``global_blend``
+  (the class-balanced global test set) — the numbers to REPORT;
+* ``spread``: synthetic within-class std / real within-class std (pooled train data,
+  averaged over classes and dimensions), for generators.
+
+Resumable: one Parquet row per finished run in ``--out`` (default
+``benchmarks/results/privacy_utility.parquet``); a run already there is skipped.
+
+    python benchmarks/privacy_utility.py --epsilons 1 8 inf --seeds 0 \\
+        --methods local-only pooled-real dp-stats fedhypevae [--rounds 30] [--dataset synthetic]
+
+Methods: ``local-only``, ``pooled-real`` (bounds, ε-free), ``dp-stats``, ``dp-fedavg``,
+``fedhypevae`` (the default: stats-first), ``fedhypevae-dp-sgd`` (today's DP-SGD-only),
+``fedhypevae-share-S`` (stats-first with ``--fedhypevae.statistics-share S``, the rest on
+the small-footprint DP-SGD with ``--training.batch-size 512``), ``fedhypevae-no-obsvar`` (no observation variance).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from fedsim.algorithms.fedhypevae import FedHypeVAEConfig
+from fedsim.algorithms.spec import TrainingConfig
+from fedsim.commands.train import TrainCommand
+from fedsim.commands.training_run import prepare, run_rounds
+from fedsim.data.federation import DataConfig
+from fedsim.evaluation.blend import ClientEvaluation, select_lambdas
+from fedsim.evaluation.bounds import BOUNDS
+from fedsim.evaluation.downstream import EvaluationConfig
+from fedsim.evaluation.global_test import GlobalTestSet, global_test_set
+from fedsim.privacy.config import PrivacyConfig
+from fedsim.seeding import torch_generator
+from fedsim.simulation import LocalClientPool
+
+RESULTS = Path(__file__).parent / "results" / "privacy_utility.parquet"
+BOUND_NAMES = ("local-only", "pooled-real")
+
+
+def validation_set(federation) -> GlobalTestSet:
+    """The pooled validation splits of all clients (scored like a test set, for choosing)."""
+    return GlobalTestSet(np.concatenate([c.x_val for c in federation.clients]),
+                         np.concatenate([c.y_val for c in federation.clients]))
+
+
+def command_for(method: str, epsilon: float, seed: int, rounds: int, dataset: str) -> TrainCommand:
+    """The ``train`` command of one method run (local backend, both test sets)."""
+    fedhypevae = FedHypeVAEConfig()
+    algorithm = method
+    if method.startswith("fedhypevae"):
+        algorithm = "fedhypevae"
+        if method == "fedhypevae-dp-sgd":
+            fedhypevae = replace(fedhypevae, training="dp-sgd", observation_variance=False)
+        elif method == "fedhypevae-no-obsvar":
+            fedhypevae = replace(fedhypevae, observation_variance=False)
+        elif method.startswith("fedhypevae-share-"):
+            fedhypevae = replace(fedhypevae, statistics_share=float(method.rsplit("-", 1)[1]))
+    # the small DP footprint runs few, large Poisson batches (B = 512: 4 steps a local epoch)
+    batch_size = 512 if method.startswith("fedhypevae-share-") else None
+    return TrainCommand(algorithm=algorithm, backend="local", seed=seed, progress=False, checkpoint_every=0,
+                        data=DataConfig(dataset=dataset), privacy=PrivacyConfig(epsilon=epsilon),
+                        training=TrainingConfig(rounds=rounds, batch_size=batch_size), evaluation=EvaluationConfig(test="both"),
+                        fedhypevae=fedhypevae)
+
+
+def scores(test_evals: list[ClientEvaluation], val_evals: list[ClientEvaluation]) -> dict[str, float]:
+    """Mean BACC over clients (%) at λ = 0 (or the only λ) and at the λ chosen on validation."""
+    chosen = select_lambdas(test_evals, "global")
+    lambdas = test_evals[0].lambdas
+    syn = lambdas.index(0.0) if 0.0 in lambdas else 0
+
+    def mean(evals, metric, index_of) -> float:
+        return 100 * float(np.mean([e.test[metric][index_of(i)] for i, e in enumerate(evals)]))
+    return {"val_syn": mean(val_evals, "global_bacc", lambda i: syn),
+            "val_blend": mean(val_evals, "global_bacc", lambda i: chosen[i]),
+            "test_syn": mean(test_evals, "bacc", lambda i: syn),
+            "test_blend": mean(test_evals, "bacc", lambda i: chosen[i]),
+            "global_syn": mean(test_evals, "global_bacc", lambda i: syn),
+            "global_blend": mean(test_evals, "global_bacc", lambda i: chosen[i]),
+            "lambda": float(np.mean([lambdas[i] for i in chosen]))}
+
+
+def spread_ratio(module, artifact, federation, seed: int) -> float:
+    """Synthetic / real within-class std (module docstring); NaN without a generator."""
+    if not hasattr(module, "synthetic_set"):
+        return math.nan
+    x = np.concatenate([c.x_train for c in federation.clients])
+    y = np.concatenate([c.y_train for c in federation.clients])
+    drawn = module.synthetic_set(artifact, len(y), torch_generator(seed, "benchmark-spread"))
+    if drawn is None:  # a method without a generator (dp-fedavg)
+        return math.nan
+    synthetic, labels = drawn
+    ratios = [synthetic[labels == c].std(axis=0).mean() / x[y == c].std(axis=0).mean()
+              for c in np.unique(y) if (labels == c).sum() > 1 and (y == c).sum() > 1]
+    return float(np.mean(ratios)) if ratios else math.nan
+
+
+def run_one(method: str, epsilon: float, seed: int, rounds: int, dataset: str) -> dict:
+    started = time.perf_counter()
+    command = command_for("dp-stats" if method in BOUND_NAMES else method, epsilon, seed, rounds, dataset)
+    prepared = prepare(command)
+    federation, evaluation = prepared.federation, command.evaluation
+    val_set, test_set = validation_set(federation), global_test_set(federation)
+    spread, epsilon_max = math.nan, 0.0
+    if method in BOUND_NAMES:
+        test_evals = BOUNDS[method](federation, evaluation, seed, test_set)
+        val_evals = BOUNDS[method](federation, evaluation, seed, val_set)
+    else:
+        server = prepared.module.make_server(prepared.spec, prepared.settings)
+        pool = LocalClientPool(federation, prepared.spec, prepared.settings)
+        result = run_rounds(command, prepared.settings, server, pool, global_test=test_set)
+        test_evals = result.evaluations
+        val_evals = pool.evaluate(pool.client_ids, result.artifact, val_set)
+        spread = spread_ratio(prepared.module, result.artifact, federation, seed)
+        epsilon_max = max(r.epsilon_total for r in result.privacy_records)
+    return {"dataset": dataset, "method": method, "epsilon": epsilon, "seed": seed, "rounds": rounds,
+            **scores(test_evals, val_evals), "spread": spread, "epsilon_spent": epsilon_max,
+            "seconds": time.perf_counter() - started}
+
+
+def print_tables(frame: pd.DataFrame) -> None:
+    for dataset, rows in frame.groupby("dataset"):
+        table = rows.groupby(["method", "epsilon"]).agg(
+            seeds=("seed", "count"), val_syn=("val_syn", "mean"), val_blend=("val_blend", "mean"),
+            test_syn=("test_syn", "mean"), test_blend=("test_blend", "mean"), global_syn=("global_syn", "mean"),
+            global_blend=("global_blend", "mean"), spread=("spread", "mean"))
+        print(f"\n## {dataset}: BACC % (mean over clients; mean over seeds)\n")
+        table = table.reset_index()
+        print("| " + " | ".join(table.columns) + " |")
+        print("|" + "---|" * len(table.columns))
+        for _, row in table.iterrows():
+            print("| " + " | ".join(f"{v:.2f}" if isinstance(v, float) and k != "epsilon" else f"{v:g}"
+                                    if isinstance(v, float) else str(v) for k, v in row.items()) + " |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--epsilons", type=float, nargs="+", default=[1.0, 2.0, 4.0, 8.0, math.inf])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--methods", nargs="+",
+                        default=["local-only", "pooled-real", "dp-stats", "dp-fedavg", "fedhypevae"])
+    parser.add_argument("--rounds", type=int, default=TrainingConfig().rounds)
+    parser.add_argument("--dataset", default="synthetic")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--print-only", action="store_true", help="print the tables of --out and exit")
+    args = parser.parse_args()
+    frame = pd.read_parquet(args.out) if args.out.exists() else pd.DataFrame()
+    if not args.print_only:
+        for seed in args.seeds:
+            for method in args.methods:
+                # bounds do not depend on ε: one run, stored at ε = inf
+                for epsilon in ([math.inf] if method in BOUND_NAMES else args.epsilons):
+                    key = (args.dataset, method, epsilon, seed, args.rounds)
+                    if not frame.empty and ((frame["dataset"] == key[0]) & (frame["method"] == key[1])
+                                            & (frame["epsilon"] == key[2]) & (frame["seed"] == key[3])
+                                            & (frame["rounds"] == key[4])).any():
+                        continue
+                    row = run_one(method, epsilon, seed, args.rounds, args.dataset)
+                    print({k: (round(v, 2) if isinstance(v, float) else v) for k, v in row.items()}, flush=True)
+                    frame = pd.concat([frame, pd.DataFrame([row])], ignore_index=True)
+                    args.out.parent.mkdir(parents=True, exist_ok=True)
+                    frame.to_parquet(args.out, index=False)
+    if not frame.empty:
+        print_tables(frame)
+
+
+if __name__ == "__main__":
+    main()
