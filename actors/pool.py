@@ -192,6 +192,10 @@ class RayClientPool:
         for cid in ids:
             self._epsilon.pop(cid, None)  # a release is a mechanism: ε changes
         results = self._call("release", ids)
+        # the release is confirmed: a client restarted after this point (from its initial
+        # state, before any round of it was confirmed) gets an accountant that charges it
+        for cid, (_, _, state) in self._call("accountants", ids).items():
+            self._confirmed[cid] = state
         return [Handle(results[cid][0], results[cid][1], cid) for cid in ids]
 
     def evaluate(self, ids: Sequence[int], artifact: Any, global_test: Any = None) -> list[Any]:

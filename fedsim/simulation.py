@@ -178,10 +178,15 @@ def run_federation(server: Server, pool: ClientPool, settings: RunSettings, call
     for callback in callbacks:
         callback.on_start(start_round, result)
     warm_start_wanted = getattr(algorithm_module(settings.algorithm), "warm_start_wanted", None)
+    warm_releases = None
     if start_round == 0 and warm_start_wanted is not None and warm_start_wanted(settings):
         # statistics first: every client's one release, then the server's warm start
-        # (post-processing); the release is asked again, unchanged, after the rounds
-        getattr(server, "warm_start")(pool.release(pool.client_ids))  # optional server method
+        # (post-processing).  The finalisation reuses these very releases: a client
+        # restarted from its initial state after a lost worker is never asked again, so
+        # no second release with fresh noise reaches the server (its accountant keeps the
+        # release: the pool confirms accountant states after a release)
+        warm_releases = pool.release(pool.client_ids)
+        getattr(server, "warm_start")(warm_releases)  # optional server method
     for round_index in range(start_round, schedule.rounds):
         round_started = time.perf_counter()
         ids = sample_clients(pool.client_ids, schedule.client_fraction, settings.seed, round_index)
@@ -203,7 +208,7 @@ def run_federation(server: Server, pool: ClientPool, settings: RunSettings, call
         result.round_metrics.append(row)
         for callback in callbacks:
             callback.on_round_end(round_index, row, result)
-    releases = pool.release(pool.client_ids)
+    releases = warm_releases if warm_releases is not None else pool.release(pool.client_ids)
     result.artifact = server.finalize(releases)
     evaluations = pool.evaluate(pool.client_ids, result.artifact, global_test)
     result.evaluations = [kept_test_sets(e, settings.evaluation.test) for e in evaluations]

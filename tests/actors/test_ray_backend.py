@@ -98,6 +98,48 @@ def test_an_actor_killed_mid_round_does_not_stop_the_run_and_its_steps_stay_coun
     assert {r.client_id: r.steps for r in result.privacy_records} == {cid: 4 * n for cid, n in per_round.items()}
 
 
+class SlowFirstRound(ClientActor):
+    """A client actor whose first round takes 2 s more, so that it can be killed inside it."""
+
+    def local_round(self, ids, broadcast, round_index):
+        if round_index == 0:
+            time.sleep(2.0)
+        return super().local_round(ids, broadcast, round_index)
+
+
+def test_a_client_lost_before_its_first_round_never_releases_its_statistics_twice(ray_cluster):
+    """Statistics-first FedHypeVAE releases each client's class statistics before round 0.
+    An actor killed inside round 1 (no checkpoint, no confirmed round) restarts from the
+    initial state: the finalisation reuses the warm start's releases (the server is never
+    sent a second release with fresh noise), and the restarted clients' accountants still
+    charge the one release they made (the pool confirmed it)."""
+    from actors.driver import ray_federation
+
+    ray_cluster.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    command = tiny_command("fedhypevae", clients=4, rounds=2, epsilon=1.0,
+                           fedhypevae=replace(TINY_HYPEVAE, training="stats-first", statistics_share=0.5,
+                                              warm_start_steps=5, warm_start_batch=32))
+    prepared = prepare(command)
+    with ray_federation(prepared, RAY, verbose=False, actor_class=SlowFirstRound) as (server, pool):
+        releases_asked = []
+        release = pool.release
+        pool.release = lambda ids: releases_asked.append(list(ids)) or release(ids)
+
+        class KillDuringRound1(RunCallback):
+            def on_round_start(self, round_index, ids):
+                if round_index == 0:
+                    threading.Timer(0.7, ray_cluster.kill, (pool.actors[0],), {"no_restart": True}).start()
+
+        result = run_federation(server, pool, prepared.settings, [KillDuringRound1()])
+        events = list(pool.events)
+    assert [e["event"] for e in events] == ["restart"] and events[0]["round"] == 1
+    assert releases_asked == [[0, 1, 2, 3]]  # the warm start's; the finalisation reuses them
+    for record in result.privacy_records:
+        releases = [entry for entry in record.history if entry[1] == 1.0]
+        assert len(releases) == 1, record.client_id  # charged once, restarted or not
+        assert record.epsilon_total <= command.privacy.epsilon * (1 + 1e-6)
+
+
 def test_late_clients_are_left_out_of_the_round_but_their_steps_counted(ray_cluster):
     command = _private_fedavg(rounds=3, clients=2)
     ray = replace(RAY, round_timeout_s=1e-3, max_actors=1)
