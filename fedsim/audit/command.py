@@ -44,9 +44,12 @@ class AuditCommand(FederationOptions):
     """Federated schedule of the audited run (default: 10 rounds of one local epoch)."""
     algorithm: MethodName = DEFAULT_METHOD
     """Method to audit (one record each in fedsim.algorithms.registry); its options are --<method>.*."""
-    target: Literal["gradient", "statistics"] = "gradient"
+    target: Literal["auto", "gradient", "statistics"] = "auto"
     """What to audit: ``gradient``, the client's DP-SGD (any DP-SGD method); ``statistics``, its
-    Gaussian release of class statistics (fedhypevae's statistics for Eq. 11, dp-stats)."""
+    Gaussian release of class statistics (fedhypevae's statistics, dp-stats); ``auto``
+    (default): ``gradient`` when the client trains by DP-SGD, else ``statistics`` (e.g.
+    FedHypeVAE's default statistics-first training, which spends the whole budget on its
+    one release)."""
     seed: int = 0
     """The run's one seed (data, model, canary coordinates and inclusion bits); the DP noise
     is from the OS's secure generator unless --privacy.reproducible-noise."""
@@ -75,7 +78,7 @@ class AuditCommand(FederationOptions):
         check(self, prefix, [
             ("canaries", self.canaries >= 2, "an integer >= 2"),
             ("beta", 0 < self.beta < 1, "a number in (0, 1)"),
-            ("target", self.target in ("gradient", "statistics"), "one of gradient, statistics"),
+            ("target", self.target in ("auto", "gradient", "statistics"), "one of auto, gradient, statistics"),
             ("threads", self.threads >= 0, "an integer >= 0 (0 = all cores)"),
         ])
 

@@ -32,7 +32,7 @@ SCORE_NOTE = ("Gradient canaries: Dirac vectors C·e_k on distinct coordinates o
 
 def default_directory(command) -> Path:
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    target = "" if command.target == "gradient" else f"-{command.target}"
+    target = f"-{command.target}" if command.target == "statistics" else ""
     return Path("audits") / f"{command.algorithm}{target}-eps{command.privacy.epsilon:g}-{stamp}"
 
 

@@ -94,17 +94,18 @@ def roc_auc(scores: np.ndarray, included: np.ndarray) -> float:
 def run_audit(command) -> AuditResult:
     """Run the audit of ``command`` (a :class:`~fedsim.audit.command.AuditCommand`, validated):
     ``--target gradient`` here, ``--target statistics`` in :mod:`fedsim.audit.statistics`."""
-    if command.target == "statistics":
+    started, started_cpu = time.perf_counter(), time.process_time()
+    audited = None if command.target == "statistics" else audited_client(command)
+    trainer = None if audited is None else getattr(audited.client, "trainer", None)
+    if audited is None or (command.target == "auto" and not isinstance(trainer, DPTrainer)):
         from fedsim.audit.statistics import run_statistics_audit
 
         return run_statistics_audit(command)
-    started, started_cpu = time.perf_counter(), time.process_time()
-    audited = audited_client(command)
     federation, server, client = audited.federation, audited.server, audited.client
-    trainer = getattr(client, "trainer", None)
     if not isinstance(trainer, DPTrainer):
-        raise UserError(f"--algorithm {command.algorithm} trains no model by DP-SGD; the gradient-canary "
-                        "audit needs a DP-SGD method.")
+        raise UserError(f"--algorithm {command.algorithm} trains no model by DP-SGD here; the gradient-canary "
+                        "audit needs a DP-SGD method (use --target statistics for its statistics release, or "
+                        "--fedhypevae.training dp-sgd).")
     shapes = released_shapes(trainer, set(server.broadcast()))
     total = sum(int(np.prod(shape)) for shape in shapes.values())
     if command.canaries > total:

@@ -83,10 +83,21 @@ def test_bad_options_exit_with_code_2(tmp_path, capsys, option, value):
     assert not (tmp_path / "audit.json").exists()
 
 
-def test_a_method_without_dp_sgd_is_refused(tmp_path, capsys):
-    assert main(["--algorithm", "dp-stats", "--data.synthetic.n-samples", "400", "--data.synthetic.dim", "8",
-                 "--out", str(tmp_path)]) == 2
-    assert "DP-SGD" in capsys.readouterr().err
+def test_a_method_without_dp_sgd_is_refused_by_the_gradient_audit(tmp_path, capsys):
+    assert main(["--algorithm", "dp-stats", "--target", "gradient", "--data.synthetic.n-samples", "400",
+                 "--data.synthetic.dim", "8", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "DP-SGD" in err and "--target statistics" in err
+    assert not (tmp_path / "audit.json").exists()
+
+
+@pytest.mark.parametrize("algorithm", ["dp-stats", "fedhypevae"])
+def test_auto_target_audits_the_statistics_release_of_a_method_without_dp_sgd(tmp_path, algorithm):
+    """``--target auto`` (default): dp-stats and FedHypeVAE's default statistics-first
+    training run no DP-SGD, so their one statistics release is audited."""
+    report = _audit(tmp_path, "--algorithm", algorithm, "--data.synthetic.n-samples", "600", "--data.synthetic.dim",
+                    "16", "--canaries", "100", "--privacy.epsilon", "inf")
+    assert report["target"] == "statistics" and report["epsilon_lower_bound"] > 1
 
 
 @pytest.mark.slow

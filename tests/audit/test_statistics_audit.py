@@ -57,22 +57,30 @@ def test_noiseless_scores_are_each_canarys_clipped_contribution(covariance):
     np.testing.assert_allclose(canaries.scores(released, own), 2.0 * canaries.included, atol=1e-6)
 
 
+# FedHypeVAE's DP-SGD-then-release variant (the release after DP-SGD, clipped also at ε = ∞)
+DP_SGD_VARIANT = ["--fedhypevae.training", "dp-sgd"]
+
+
 def test_without_dp_the_statistics_audit_finds_epsilon_above_2(tmp_path):
-    report = _audit(tmp_path, *SMALL, "--privacy.epsilon", "inf")
+    report = _audit(tmp_path, *SMALL, *DP_SGD_VARIANT, "--privacy.epsilon", "inf")
     assert report["target"] == "statistics" and report["claimed_epsilon"] == "inf"
     assert report["epsilon_lower_bound"] > 2 and report["auc"] == 1.0
     assert report["epsilon_lower_bound"] == pytest.approx(report["epsilon_ceiling"])
     assert report["plan"]["noise_multiplier"] == 0.0 and report["plan"]["canary_norm"] == pytest.approx(math.sqrt(32))
 
 
-@pytest.mark.parametrize("algorithm", ["fedhypevae", "dp-stats"])
-def test_at_epsilon_1_the_statistics_audit_finds_at_most_1(tmp_path, algorithm):
-    report = _audit(tmp_path, *SMALL, "--algorithm", algorithm, "--privacy.epsilon", "1")
+@pytest.mark.parametrize("algorithm, variant", [
+    ("fedhypevae", DP_SGD_VARIANT),
+    ("fedhypevae", []),              # the default: statistics first, the whole budget on the release
+    ("dp-stats", []),
+], ids=["fedhypevae-dp-sgd", "fedhypevae-stats-first", "dp-stats"])
+def test_at_epsilon_1_the_statistics_audit_finds_at_most_1(tmp_path, algorithm, variant):
+    report = _audit(tmp_path, *SMALL, *variant, "--algorithm", algorithm, "--privacy.epsilon", "1")
     assert report["epsilon_lower_bound"] <= 1
     sigma = report["plan"]["noise_multiplier"]
     # the claimed ε is the release's own: one Gaussian mechanism (σ_s, q = 1), by a fresh accountant
     assert report["claimed_epsilon"] == pytest.approx(_opacus_epsilon(sigma, 1e-4), rel=1e-9)
-    if algorithm == "dp-stats":   # the whole budget
+    if not variant:               # the whole budget
         assert report["claimed_epsilon"] == pytest.approx(1.0, rel=0.01)
         assert report["plan"]["dp_sgd_steps_charged_before"] == 0
     else:                         # what DP-SGD's 10 planned-and-run rounds left (composed total ≈ 1)
