@@ -9,7 +9,9 @@ Cases (FedAvg, IID, 768-d synthetic embeddings, 10 classes, 1 local epoch, batch
 * ``scale-10``, ``scale-100``, ``scale-1000``: 10, 100 and 1,000 clients × 32 train
   records (50 records each), every client per round for 10 and 100 clients, 10 %
   sampled per round for 1,000 (so ``scale-100`` and ``scale-1000`` both train 100
-  clients a round).
+  clients a round);
+* ``scale-10000`` (only when asked: ``--cases scale-10000``): 10,000 clients × 32 train
+  records, 1 % sampled per round (100 clients trained a round again).
 
 Figures per case and backend:
 
@@ -62,12 +64,13 @@ from fedsim.data.federation import DataConfig
 from fedsim.data.synthetic import SyntheticConfig
 from fedsim.simulation import LocalClientPool, run_federation
 
-CaseName = Literal["fedavg-10x2000", "scale-10", "scale-100", "scale-1000"]
+CaseName = Literal["fedavg-10x2000", "scale-10", "scale-100", "scale-1000", "scale-10000"]
 CASES: dict[str, tuple[int, int, float, int]] = {  # clients, records per client, fraction, rounds
     "fedavg-10x2000": (10, 3125, 1.0, 20),          # 3125 records → 2000 train (64 %)
     "scale-10": (10, 50, 1.0, 10),
     "scale-100": (100, 50, 1.0, 6),
     "scale-1000": (1000, 50, 0.1, 6),
+    "scale-10000": (10000, 50, 0.01, 6),           # not in the default cases: 1.5 GB of data
 }
 
 
