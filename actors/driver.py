@@ -27,7 +27,7 @@ from ray.actor import ActorHandle
 
 from actors.client_actor import ClientActor
 from actors.messages import owned
-from actors.pool import RayClientPool, spawn_client_actor
+from actors.pool import RayClientPool, kill_actors, spawn_client_actor
 from actors.server_actor import ServerActor
 from fedsim.backend import ActorPlan, RayConfig, plan_actors
 from fedsim.errors import UserError
@@ -107,10 +107,7 @@ class ServerProxy:
         ray.get(self.actor.load_state_dict.remote(state))
 
     def close(self) -> None:
-        try:
-            ray.kill(self.actor, no_restart=True)
-        except Exception:  # noqa: BLE001
-            pass
+        kill_actors([self.actor])
 
 
 @dataclass
@@ -136,11 +133,7 @@ class RayStart:
         if self.server is not None:
             self.server.close()
             self.server = None
-        for actor in self.client_actors:
-            try:
-                ray.kill(actor, no_restart=True)
-            except Exception:  # noqa: BLE001
-                pass
+        kill_actors(self.client_actors)
         self.client_actors = []
 
 

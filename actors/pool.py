@@ -42,6 +42,15 @@ from actors.messages import Handle, owned
 from fedsim.backend import ActorPlan
 
 
+def kill_actors(actors: Sequence[ActorHandle]) -> None:
+    """Kill ``actors`` without restarting them; one already gone is not an error."""
+    for actor in actors:
+        try:
+            ray.kill(actor, no_restart=True)
+        except Exception:  # noqa: BLE001
+            pass
+
+
 def spawn_client_actor(remote: ActorClass[ClientActor], plan: ActorPlan, settings, data=None,
                        spec=None) -> ActorHandle[ClientActor]:
     """A client actor with ``plan``'s resources hosting ``data`` (an object ref to a list
@@ -111,10 +120,7 @@ class RayClientPool:
             source = f"checkpoint {self._checkpoint[0]}" if self._checkpoint else "the initial state"
             print(f"fedsim: client actor {k} (clients {group[0]}–{group[-1]}) lost in round {round_index + 1} "
                   f"({reason}); restarting it from {source}", file=sys.stderr)
-        try:
-            ray.kill(self.actors[k], no_restart=True)
-        except Exception:  # noqa: BLE001 - already gone
-            pass
+        kill_actors([self.actors[k]])  # already gone, usually
         actor = self._spawn(k)
         ray.get(actor.ready.remote())
         if self._checkpoint is not None:
@@ -251,9 +257,5 @@ class RayClientPool:
         self._checkpoint = (str(directory), list(shards))
 
     def close(self) -> None:
-        for actor in self.actors:
-            try:
-                ray.kill(actor, no_restart=True)
-            except Exception:  # noqa: BLE001
-                pass
+        kill_actors(self.actors)
         self.actors = []
