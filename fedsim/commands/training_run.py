@@ -226,7 +226,8 @@ def write_outputs(command, federation, spec, module, result: RunResult, out) -> 
         "algorithm": command.algorithm,
         "epsilon_max": ledger["epsilon_max"],
         "delta": command.privacy.delta,
-        "privacy_mode": command.privacy.privacy_mode if command.privacy.private else "none",
+        # what the method really ran ("none" for a method without DP, e.g. fedavg at --privacy.epsilon 1)
+        "privacy_mode": "/".join(sorted({record.privacy_mode for record in result.privacy_records})),
         "privacy_note": ledger["note"],
         "noise": ledger["noise"],
         "neighbouring": ledger["neighbouring"],

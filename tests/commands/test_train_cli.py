@@ -134,3 +134,15 @@ def test_reproducible_noise_is_labelled_not_a_guarantee_in_every_output(tmp_path
         assert "NOT a differential-privacy guarantee" in note
     assert "WARNING" in captured.err and "NOT a differential-privacy guarantee" in captured.err
     assert "NOTE: " in captured.out and label in captured.out
+
+
+def test_summary_says_a_method_without_dp_ran_without_dp(tmp_path, capsys):
+    """--privacy.epsilon stays at its default 1 but fedavg trains without DP: summary.json
+    must say "none" (what ran), not the configured "strict"."""
+    out = tmp_path / "run"
+    code = main(["train", *TINY_RUN, "--backend", "local", "--algorithm", "fedavg", "--out", str(out)])
+    assert code == 0, capsys.readouterr().err[-2000:]
+    summary = json.loads((out / "summary.json").read_text())
+    ledger = json.loads((out / "privacy.json").read_text())
+    assert {row["privacy_mode"] for row in ledger["clients"]} == {"none"}
+    assert summary["privacy_mode"] == "none"
