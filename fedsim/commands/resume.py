@@ -34,6 +34,39 @@ def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix[:-1]: value}
 
 
+def _flatten_json(value: Any, prefix: str = "") -> dict[str, Any]:
+    """``{"privacy.epsilon": 1.0, ...}``: every leaf of a nested JSON-ready dict."""
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            out.update(_flatten_json(item, f"{prefix}{key}."))
+        return out
+    return {prefix[:-1]: value}
+
+
+def same_results_config(saved: dict[str, Any], current: dict[str, Any], default: dict[str, Any]) -> bool:
+    """Whether a result saved with configuration ``saved`` (a :func:`fedsim.outputs.config_dict`,
+    possibly written by an older fedsim) is a result of ``current``: every option of
+    ``saved`` has the same value in ``current``, and every option that ``saved`` lacks (added
+    to fedsim since) is at its ``default`` in ``current``.  An option that ``saved`` has and
+    ``current`` lacks (removed or renamed) is a mismatch.  Runtime fields are ignored.
+
+    The rule assumes what fedsim's options promise: a new option's default reproduces the
+    behaviour from before it existed."""
+    import json
+
+    def leaves(config: dict[str, Any]) -> dict[str, Any]:
+        round_trip = json.loads(json.dumps(config))  # tuples → lists, as in a saved file
+        return {key: value for key, value in _flatten_json(round_trip).items()
+                if key.split(".")[0] not in RUNTIME_FIELDS}
+
+    before, now, base = leaves(saved), leaves(current), leaves(default)
+    if set(before) - set(now):
+        return False
+    return all(before[key] == value if key in before else base.get(key, object()) == value
+               for key, value in now.items())
+
+
 def resume_command(current, saved, run_dir: str | Path):
     """The command a ``--resume run_dir`` continues with: ``saved`` (the run's own
     configuration) with the runtime options of ``current``, i.e. of this command line

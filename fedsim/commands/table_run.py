@@ -30,7 +30,7 @@ from typing import Any, cast
 from tqdm import tqdm
 
 from fedsim.algorithms.registry import method
-from fedsim.commands.resume import results_config
+from fedsim.commands.resume import results_config, same_results_config
 from fedsim.commands.train import TrainCommand
 from fedsim.commands.training_run import run_configuration
 from fedsim.data.federation import PartitionScheme, load_federation
@@ -159,10 +159,24 @@ def load_finished(path: Path, planned: PlannedRun) -> dict | None:
     if not path.exists():
         return None
     record = json.loads(path.read_text(encoding="utf-8"))
-    if record.get("fingerprint") != fingerprint(planned.command, planned.row):
+    if record.get("fingerprint") != fingerprint(planned.command, planned.row) and not _saved_by_older_fedsim(record, planned):
         raise UserError(f"{path} holds a result of a different configuration than this command's "
                         f"{planned.label}; use another --out or delete that file.")
     return record
+
+
+def _saved_by_older_fedsim(record: dict, planned: PlannedRun) -> bool:
+    """A record whose fingerprint differs only because fedsim gained options since it was
+    written (each at its default now): still this run's result
+    (:func:`fedsim.commands.resume.same_results_config`), so that a table left unfinished
+    resumes after an upgrade that adds options."""
+    if "config" not in record:
+        return False
+    current, default = config_dict(planned.command), config_dict(TrainCommand())
+    if planned.row.kind == "bound":
+        current = {key: current[key] for key in BOUND_OPTIONS}
+        default = {key: default[key] for key in BOUND_OPTIONS}
+    return same_results_config(record["config"], current, default)
 
 
 def run_one(planned: PlannedRun) -> dict:

@@ -177,3 +177,22 @@ def test_one_source_per_run_option():
     labels = [row.name for row in table_run.table_rows(table)]
     assert labels == METHOD_LABELS
     assert [row.name for row in table_run.bound_rows(table)] == BOUND_LABELS
+
+
+def test_a_record_written_before_an_option_existed_is_reused(tmp_path, count_runs, capsys):
+    """Upgrading fedsim (new options at their defaults) must not orphan a half-finished table;
+    a record of an older fedsim that lacks an option is refused once that option is changed."""
+    out = tmp_path / "table"
+    args = [*TINY, "--methods", "fedavg", "--bounds", "local-only", "--out", str(out)]
+    assert main(["table", *args]) == 0
+    for name in ("fedavg__iid__seed0.json", "bound-local-only__iid__seed0.json"):
+        path = out / "results" / name
+        record = json.loads(path.read_text())
+        del record["config"]["evaluation"]["test"]   # as if written before --evaluation.test existed
+        record["fingerprint"] = "written-by-an-older-fedsim"
+        path.write_text(json.dumps(record))
+    count_runs.clear()
+    assert main(["table", *args]) == 0
+    assert count_runs == []
+    assert main(["table", *args, "--run.evaluation.test", "client"]) == 2
+    assert "different configuration" in capsys.readouterr().err
