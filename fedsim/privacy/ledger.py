@@ -95,7 +95,8 @@ def ledger_note(records: list[ClientPrivacyRecord]) -> str:
         notes.append(PAPER_MODE_NOTE)
     if any(r.noise == REPRODUCIBLE_NOISE_LABEL for r in records):
         notes.append(REPRODUCIBLE_NOISE_NOTE)
-    cohorts = sorted({r.min_cohort for r in records if r.stats_noise_placement == "aggregate"})
+    cohorts = sorted({r.min_cohort for r in records
+                      if r.stats_noise_placement == "aggregate" and r.min_cohort is not None})
     if cohorts:
         notes.append(AGGREGATE_NOTE.format(cohort="/".join(map(str, cohorts))))
     return " ".join(notes)

@@ -14,14 +14,22 @@ import pytest
 from opacus.accountants import PRVAccountant, RDPAccountant
 
 from fedsim.algorithms.dp_stats import DPStatsConfig, DPStatsServer, pooled_statistics
-from fedsim.algorithms.fedhypevae import FedHypeVAEClient, FedHypeVAEConfig, FedHypeVAEServer
+from fedsim.algorithms.fedhypevae import (
+    FedHypeVAEClient,
+    FedHypeVAEConfig,
+    FedHypeVAEServer,
+)
 from fedsim.algorithms.registry import RunSettings, algorithm_module, method
 from fedsim.algorithms.spec import FederationSpec, TrainingConfig
 from fedsim.commands.train import TrainCommand
 from fedsim.data.federation import ClientData
 from fedsim.errors import UserError
 from fedsim.evaluation.downstream import EvaluationConfig
-from fedsim.privacy.aggregate import CohortTooSmall, check_noise_placement, resolved_min_cohort
+from fedsim.privacy.aggregate import (
+    CohortTooSmall,
+    check_noise_placement,
+    resolved_min_cohort,
+)
 from fedsim.privacy.config import PrivacyConfig
 from fedsim.privacy.coverage import DP_AGGREGATE, coverage
 from fedsim.privacy.ledger import ledger_note, ledger_to_json
