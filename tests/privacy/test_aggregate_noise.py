@@ -229,3 +229,31 @@ def test_coverage_labels_the_statistics_dp_aggregate():
     assert statuses["synthetic.parquet"] == "dp"
     plain = TrainCommand(algorithm="dp-stats", backend="local", privacy=PrivacyConfig())
     assert DP_AGGREGATE not in {entry["status"] for entry in coverage(plain, releases_synthetic=True)}
+
+
+def small_command(tmp_path, **privacy):
+    from fedsim.data.federation import DataConfig
+
+    data = DataConfig(num_clients=3)
+    data = dataclasses.replace(data, synthetic=dataclasses.replace(data.synthetic, n_samples=600, dim=16))
+    return TrainCommand(algorithm="dp-stats", backend="local", progress=False, checkpoint_every=0, threads=1,
+                        training=TrainingConfig(rounds=1), data=data, out=tmp_path / "run",
+                        privacy=PrivacyConfig(epsilon=2.0, noise_placement="aggregate", **privacy))
+
+
+def test_a_run_states_the_trust_model_in_every_output(tmp_path):
+    import json
+
+    from fedsim.commands.training_run import run_training
+
+    run_training(small_command(tmp_path))
+    ledger = json.loads((tmp_path / "run" / "privacy.json").read_text())
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert "noise_placement=aggregate (min_cohort=3)" in ledger["note"] == summary["privacy_note"]
+    assert DP_AGGREGATE in {entry["status"] for entry in summary["coverage"]}
+    for row in ledger["clients"]:
+        assert (row["stats_noise_placement"], row["min_cohort"]) == ("aggregate", 3)
+        assert row["stats_client_noise_multiplier"] == pytest.approx(row["stats_noise_multiplier"] / math.sqrt(3))
+        assert row["history"] == [[row["stats_noise_multiplier"], 1.0, 1]] and row["epsilon_total"] <= 2.0
+    with pytest.raises(UserError, match="--privacy.min-cohort must be at most the federation's 3 clients"):
+        run_training(small_command(tmp_path, min_cohort=4))
