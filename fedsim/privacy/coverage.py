@@ -96,7 +96,8 @@ def coverage(command: Any, releases_synthetic: bool) -> list[dict[str, str]]:
     entries = [
         _entry("client updates (change of the shared parameters)", mechanism,
                reason or "DP-SGD: Poisson subsampling at q = B/max_records, joint clipping, Gaussian noise, "
-               "accounted per client"),
+               "accounted per client" + (" (the full sigma per client: DP-SGD keeps client placement)"
+                                         if privacy.noise_placement == "aggregate" else "")),
         _entry("client updates (sample count, Eq. 10 weights)", mechanism,
                reason or "the sum of the client's DP class counts (DP-CVAE, DP-CGAN) or the public bound "
                "max_records (FedHypeVAE, private FedAvg/FedProx/FedLambda, dp-stats); never the exact n_i"),
