@@ -23,7 +23,10 @@ Resumable: one Parquet row per finished run in ``--out`` (default
 Methods: ``local-only``, ``pooled-real`` (bounds, ε-free), ``dp-stats``, ``dp-fedavg``,
 ``fedhypevae`` (the default: stats-first), ``fedhypevae-dp-sgd`` (today's DP-SGD-only),
 ``fedhypevae-share-S`` (stats-first with ``--fedhypevae.statistics-share S``, the rest on
-the small-footprint DP-SGD with ``--training.batch-size 512``), ``fedhypevae-no-obsvar`` (no observation variance).
+the small-footprint DP-SGD with ``--training.batch-size 512``), ``fedhypevae-no-obsvar`` (no observation variance);
+any of ``dp-stats`` and the FedHypeVAE names with the suffix ``-aggregate`` (``dp-stats-aggregate``,
+``fedhypevae-aggregate``): the same run with ``--privacy.noise-placement aggregate`` (the
+statistics' noise split over the clients, default ``--privacy.min-cohort``: all of them).
 """
 
 from __future__ import annotations
@@ -63,6 +66,9 @@ def validation_set(federation) -> GlobalTestSet:
 def command_for(method: str, epsilon: float, seed: int, rounds: int, dataset: str) -> TrainCommand:
     """The ``train`` command of one method run (local backend, both test sets)."""
     fedhypevae = FedHypeVAEConfig()
+    placement = "client"
+    if method.endswith("-aggregate"):  # the statistics' noise at the aggregate (secure aggregation)
+        method, placement = method.removesuffix("-aggregate"), "aggregate"
     algorithm = method
     if method.startswith("fedhypevae"):
         algorithm = "fedhypevae"
@@ -75,7 +81,8 @@ def command_for(method: str, epsilon: float, seed: int, rounds: int, dataset: st
     # the small DP footprint runs few, large Poisson batches (B = 512: 4 steps a local epoch)
     batch_size = 512 if method.startswith("fedhypevae-share-") else None
     return TrainCommand(algorithm=algorithm, backend="local", seed=seed, progress=False, checkpoint_every=0,
-                        data=DataConfig(dataset=dataset), privacy=PrivacyConfig(epsilon=epsilon),
+                        data=DataConfig(dataset=dataset),
+                        privacy=PrivacyConfig(epsilon=epsilon, noise_placement=placement),
                         training=TrainingConfig(rounds=rounds, batch_size=batch_size), evaluation=EvaluationConfig(test="both"),
                         fedhypevae=fedhypevae)
 

@@ -10,7 +10,10 @@ which the single Gaussian mechanism ``(σ_s, q = 1, 1 step)`` spends ≤ ε at �
 client's accountant (:func:`~fedsim.privacy.accounting.calibrate_release_noise` with an
 empty history).  Nothing else a client holds leaves it, so the ledger's ε is exactly
 that one mechanism's.  At ε = ∞ there is no noise and no clipping (``R = ∞``), as for
-every method: the statistics are exact.
+every method: the statistics are exact.  With ``--privacy.noise-placement aggregate``
+(:mod:`fedsim.privacy.aggregate`) each client adds ``σ_s/√m_min`` of noise and the server
+pools only a sum of ≥ m_min releases (:func:`pooled_statistics`), which then carries
+``σ_s`` instead of the ``√K·σ_s`` of K client-placed releases; the accountant records σ_s.
 
 The server pools the releases (sums; post-processing) and forms, per class y,
 
@@ -61,6 +64,7 @@ from fedsim.evaluation.blend import ClientEvaluation
 from fedsim.evaluation.downstream import EvaluationConfig, evaluate_generator
 from fedsim.evaluation.global_test import GlobalTestSet
 from fedsim.privacy.accounting import calibrate_release_noise
+from fedsim.privacy.aggregate import check_cohort, client_noise_multiplier, resolved_min_cohort
 from fedsim.privacy.config import PrivacyConfig
 from fedsim.privacy.labels import label_distribution
 from fedsim.privacy.ledger import ClientPrivacyRecord, privacy_record
@@ -115,17 +119,28 @@ class DPStatsConfig:
 
 @dataclass(frozen=True)
 class DPStatsRelease:
-    """One client's message after training: its DP statistics and the public noise
-    multiplier σ_s (0 at ε = ∞) and clip norm R they were released with."""
+    """One client's message after training: its DP statistics, the public noise
+    multiplier of the noise IT added (σ_s, or σ_s/√m_min with ``--privacy.noise-placement
+    aggregate``; 0 at ε = ∞), the clip norm R, and ``min_cohort``: the fewest releases
+    whose sum carries the accounted σ_s (1 with ``client`` placement)."""
 
     statistics: ClassStatistics
     noise_multiplier: float
     clip_norm: float
+    min_cohort: int = 1
 
     @property
     def count_noise_std(self) -> float:
-        """Std of the noise on each released count: ``√3 σ_s``."""
+        """Std of the noise this client added to each released count: ``√3 ×`` its multiplier."""
         return SENSITIVITY * self.noise_multiplier
+
+
+def pooled_statistics(releases: Sequence[DPStatsRelease]) -> ClassStatistics:
+    """The sum of the clients' released statistics (the only thing the server reads of
+    them), refused (:class:`~fedsim.privacy.aggregate.CohortTooSmall`) when fewer releases
+    than a release's ``min_cohort`` reached it (its noise would fall below σ_s)."""
+    check_cohort(len(releases), max(r.min_cohort for r in releases))
+    return pooled([r.statistics for r in releases])
 
 
 # --- client ------------------------------------------------------------------------------
@@ -150,6 +165,7 @@ class DPStatsClient:
         self._privacy_state = PrivacyState.fresh(self.privacy, plan, schedule.local_epochs,
                                                  noise_source(self.privacy, seed, TAG, "release", data.client_id))
         self.stats_noise_multiplier: float | None = None
+        self.min_cohort = resolved_min_cohort(self.privacy, spec.num_clients)
         self.released: DPStatsRelease | None = None
 
     @property
@@ -172,18 +188,20 @@ class DPStatsClient:
             sigma = calibrate_release_noise([], self.privacy.epsilon, self.privacy.delta,
                                             self.privacy.accountant)
             self.stats_noise_multiplier = sigma
-        statistics = release_class_statistics(self.x, self.labels, self.num_classes, self.clip_norm, sigma,
+        own_sigma = client_noise_multiplier(sigma, self.min_cohort)  # σ_s/√m_min at aggregate placement
+        statistics = release_class_statistics(self.x, self.labels, self.num_classes, self.clip_norm, own_sigma,
                                               self.config.released_covariance, self.privacy_state.noise)
-        if self.privacy.private:
+        if self.privacy.private:  # the aggregate's σ_s: what the sum of ≥ m_min releases carries
             self.privacy_state.accountant.record(sigma, 1.0, 1, kind="release")
-        self.released = DPStatsRelease(statistics, sigma, self.clip_norm)
+        self.released = DPStatsRelease(statistics, own_sigma, self.clip_norm, self.min_cohort)
         return self.released
 
     def evaluate(self, artifact: "GaussianClassGenerator", global_test: GlobalTestSet | None = None) -> ClientEvaluation:
         return evaluate_generator(self.data, artifact, self.evaluation, self.seed, global_test)
 
     def privacy_record(self) -> ClientPrivacyRecord:
-        return privacy_record(self.client_id, self.privacy_state, self.stats_noise_multiplier, self.clip_norm)
+        return privacy_record(self.client_id, self.privacy_state, self.stats_noise_multiplier, self.clip_norm,
+                              self.min_cohort)
 
     def state_dict(self) -> dict[str, Any]:
         return {"privacy_state": self.privacy_state.state_dict(),
@@ -201,13 +219,14 @@ def release_state(release: DPStatsRelease) -> dict[str, Any]:
     """A release as plain tensors and numbers (client checkpoints)."""
     statistics = release.statistics
     return {"counts": statistics.counts, "sums": statistics.sums, "second_moments": statistics.second_moments,
-            "noise_multiplier": release.noise_multiplier, "clip_norm": release.clip_norm}
+            "noise_multiplier": release.noise_multiplier, "clip_norm": release.clip_norm,
+            "min_cohort": release.min_cohort}
 
 
 def release_from_state(state: dict[str, Any]) -> DPStatsRelease:
     """Inverse of :func:`release_state`."""
     return DPStatsRelease(ClassStatistics(state["counts"], state["sums"], state["second_moments"]),
-                          state["noise_multiplier"], state["clip_norm"])
+                          state["noise_multiplier"], state["clip_norm"], state.get("min_cohort", 1))
 
 
 # --- server and artifact -------------------------------------------------------------------
@@ -265,7 +284,7 @@ def covariance_factors(covariance: Tensor, form: str, rank: int, floor: float) -
 
 def class_generator(releases: Sequence[DPStatsRelease], config: DPStatsConfig) -> GaussianClassGenerator:
     """Pool the releases and build the class-conditional Gaussians (module docstring)."""
-    statistics = pooled([r.statistics for r in releases])
+    statistics = pooled_statistics(releases)
     count_noise = math.sqrt(sum(r.count_noise_std ** 2 for r in releases))
     threshold = max(2.0, config.min_count_stds * count_noise)
     moments = moments_from_statistics(statistics, min_count=threshold)
@@ -325,4 +344,5 @@ synthetic_set = synthesize  # labels from the DP label distribution, then the cl
 
 
 __all__ = ["DPStatsClient", "DPStatsConfig", "DPStatsRelease", "DPStatsServer", "GaussianClassGenerator",
-           "class_generator", "covariance_factors", "make_client", "make_server", "synthetic_set"]
+           "class_generator", "covariance_factors", "make_client", "make_server", "pooled_statistics",
+           "synthetic_set"]

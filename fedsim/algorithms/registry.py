@@ -59,6 +59,10 @@ class MethodRecord:
     runs_on_device: bool = False
     """True when its clients and server keep models, data and DP noise on ``--device``
     (:mod:`fedsim.device`); False: always the CPU."""
+    aggregate_releases: bool = False
+    """True when it has a release the server only uses summed over clients (class
+    statistics), so ``--privacy.noise-placement aggregate`` applies to it
+    (:mod:`fedsim.privacy.aggregate`); False: the option is refused."""
 
     @property
     def field(self) -> str:
@@ -84,7 +88,7 @@ METHODS: tuple[MethodRecord, ...] = (
     MethodRecord("fedhypevae", "FedHypeVAE", "fedsim.algorithms.fedhypevae",
                  "fedsim.algorithms.fedhypevae.config:FedHypeVAEConfig",
                  "FedHypeVAE model, objective and meta-code options.", batch_size=64, privacy="dp",
-                 synthesis=True, table_row=6, paper=True),
+                 synthesis=True, table_row=6, paper=True, aggregate_releases=True),
     MethodRecord("fedavg", "FedAvg", "fedsim.algorithms.fedavg", "fedsim.algorithms.fedavg:FedAvgConfig",
                  "FedAvg baseline options (global linear classifier).", batch_size=128, privacy="optional",
                  synthesis=False, table_row=1, paper=True, runs_on_device=True),
@@ -104,7 +108,7 @@ METHODS: tuple[MethodRecord, ...] = (
     MethodRecord("dp-stats", "dp-stats", "fedsim.algorithms.dp_stats", "fedsim.algorithms.dp_stats:DPStatsConfig",
                  "dp-stats options (one DP release of class statistics, sampled as class-conditional "
                  "Gaussians: the floor every learned generator must beat).", batch_size=None, privacy="dp",
-                 synthesis=True, table_row=9),
+                 synthesis=True, table_row=9, aggregate_releases=True),
     MethodRecord("dp-fedavg", "DP-FedAvg", "fedsim.algorithms.fedavg",
                  "fedsim.algorithms.dp_fedavg:DPFedAvgConfig",
                  "DP-FedAvg options (FedAvg always under record-level DP-SGD at --privacy.*; lr and the "

@@ -104,6 +104,10 @@ def run_statistics_audit(command) -> AuditResult:
     if access is None:
         raise UserError(f"--target statistics audits a method that releases class statistics "
                         f"({', '.join(RELEASE_RECORDS)}), got --algorithm {command.algorithm}.")
+    if command.privacy.noise_placement == "aggregate":
+        raise UserError("--target statistics audits one client's own release, which at --privacy.noise-placement "
+                        "aggregate carries only its noise share sigma/sqrt(min-cohort) and is not covered alone; "
+                        "audit it with --privacy.noise-placement client.")
     audited = audited_client(command)
     client, spec = audited.client, audited.spec
     if command.canaries > spec.num_classes * spec.dim:

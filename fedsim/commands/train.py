@@ -14,6 +14,7 @@ from fedsim.backend import RayConfig
 from fedsim.commands.federation_options import FederationOptions
 from fedsim.device import DeviceName, check_device
 from fedsim.errors import UserError
+from fedsim.privacy.aggregate import check_noise_placement
 from fedsim.validation import check
 
 
@@ -57,6 +58,7 @@ class TrainCommand(FederationOptions):
         as on the CLI under ``prefix``: ``--`` for ``train``, ``--run.`` inside ``table``)."""
         method(self.algorithm, prefix + "algorithm")
         self.validate_federation(prefix)
+        check_noise_placement(method(self.algorithm), self.privacy, prefix + "privacy.")
         self.ray.validate(prefix + "ray.")
         check(self, prefix, [
             ("backend", self.backend in ("ray", "local"), "one of ray, local"),

@@ -31,6 +31,7 @@ from fedsim.evaluation.blend import chosen_results, summarize
 from fedsim.evaluation.global_test import global_test_set
 from fedsim.outputs import config_dict, write_frame, write_json, write_synthetic
 from fedsim.privacy.secure_noise import REPRODUCIBLE_NOISE_NOTE
+from fedsim.privacy.aggregate import resolved_min_cohort
 from fedsim.privacy.coverage import coverage, run_notes
 from fedsim.privacy.journal import PrivacyJournal
 from fedsim.privacy.ledger import format_ledger, ledger_to_json
@@ -68,6 +69,7 @@ def prepare(command) -> Prepared:
     federation = load_federation(command.data, command.seed)
     spec = FederationSpec(len(federation.clients), federation.num_classes, federation.dim,
                           tuple(federation.class_names))
+    resolved_min_cohort(command.privacy, spec.num_clients)  # a UserError when it exceeds the clients
     return Prepared(federation, spec, run_settings(command), method(command.algorithm).implementation())
 
 

@@ -54,6 +54,20 @@ class PrivacyConfig:
     lost worker or an interrupted run (``--resume``): σ is calibrated for ``rounds +
     reserved_rounds`` rounds, and a client asked to run DP-SGD beyond its plan stops the
     run with a clear error instead of ending above the target ε."""
+    noise_placement: Literal["client", "aggregate"] = "client"
+    """Where the class-statistics releases (dp-stats, FedHypeVAE) get their noise.
+    ``client``: each client's release carries the whole N(0, (σ_s·√3)²) per normalised
+    coordinate, so the guarantee holds against anyone who sees it.  ``aggregate`` (the
+    secure-aggregation trust model): each client adds std σ_s·√3/√m_min
+    (``--privacy.min-cohort``), so only the SUM over ≥ m_min clients that the server
+    pools carries σ_s; the guarantee holds for each record against a party that sees only
+    that sum, assuming honest clients that keep their noise secret, and the server
+    refuses a sum of fewer releases.  DP-SGD updates and releases used per client keep
+    ``client`` placement (a method with nothing else is refused; README, "Privacy model")."""
+    min_cohort: int | None = None
+    """``aggregate`` only: m_min, the fewest clients whose releases the server may sum (a
+    public parameter; each client's noise is calibrated so that m_min of them carry σ_s).
+    Default: every client of the federation (no dropout tolerated)."""
     reproducible_noise: bool = False
     """Draw DP noise and Poisson sampling from generators seeded by the run seed instead of
     the OS's cryptographically secure generator, for debugging and bit-equality tests
@@ -78,4 +92,10 @@ class PrivacyConfig:
             ("stats_clip_norm", self.stats_clip_norm is None
              or (finite(self.stats_clip_norm) and self.stats_clip_norm > 0), "a finite number > 0"),
             ("reproducible_noise", isinstance(self.reproducible_noise, bool), "true or false"),
+            ("noise_placement", self.noise_placement in ("client", "aggregate"), "one of client, aggregate"),
+            ("min_cohort", self.min_cohort is None
+             or (isinstance(self.min_cohort, int) and not isinstance(self.min_cohort, bool) and self.min_cohort >= 1),
+             "an integer >= 1 (default: the number of clients)"),
+            ("min_cohort", self.min_cohort is None or self.noise_placement == "aggregate",
+             "unset with --privacy.noise-placement client (it sizes the aggregate's noise shares)"),
         ])

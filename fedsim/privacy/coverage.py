@@ -6,6 +6,10 @@ module speaks for the *run*: options that read data without noise outside any cl
 mechanism, and every file or message the simulator writes.  Each output has one status:
 
 * ``dp`` — the output of an accounted mechanism or a post-processing of such outputs;
+* ``dp-aggregate`` — a client's share of an accounted mechanism whose noise is complete
+  only in the sum over ≥ m_min clients (``--privacy.noise-placement aggregate``,
+  :mod:`fedsim.privacy.aggregate`): covered against a party that sees only that sum
+  (secure aggregation), not against one who sees the client's own share;
 * ``public-by-assumption`` — computed from public quantities only (configuration,
   the public bound ``--privacy.max-records``, the schedule), public by the protocol;
 * ``simulator-side`` — read from private data without noise for the person running the
@@ -42,7 +46,8 @@ TRUNCATION_NOTE = (
 )
 
 DP, PUBLIC, SIMULATOR, NOT_COVERED = "dp", "public-by-assumption", "simulator-side", "not-covered"
-STATUSES = (DP, PUBLIC, SIMULATOR, NOT_COVERED)
+DP_AGGREGATE = "dp-aggregate"
+STATUSES = (DP, DP_AGGREGATE, PUBLIC, SIMULATOR, NOT_COVERED)
 
 
 def neighbouring_relation(privacy: PrivacyConfig) -> str:
@@ -91,22 +96,34 @@ def coverage(command: Any, releases_synthetic: bool) -> list[dict[str, str]]:
     entries = [
         _entry("client updates (change of the shared parameters)", mechanism,
                reason or "DP-SGD: Poisson subsampling at q = B/max_records, joint clipping, Gaussian noise, "
-               "accounted per client"),
+               "accounted per client" + (" (the full sigma per client: DP-SGD keeps client placement)"
+                                         if privacy.noise_placement == "aggregate" else "")),
         _entry("client updates (sample count, Eq. 10 weights)", mechanism,
                reason or "the sum of the client's DP class counts (DP-CVAE, DP-CGAN) or the public bound "
                "max_records (FedHypeVAE, private FedAvg/FedProx/FedLambda, dp-stats); never the exact n_i"),
         _entry("released class statistics and label counts", mechanism,
                reason or "Gaussian mechanism (q = 1) in the same accountant as DP-SGD"),
     ]
+    if privacy.noise_placement == "aggregate" and not broken:
+        cohort = "every client" if privacy.min_cohort is None else f"min_cohort={privacy.min_cohort} clients"
+        entries[2] = _entry(
+            "released class statistics (each client's share; the server pools only their sum)", DP_AGGREGATE,
+            f"noise_placement=aggregate: each client adds sigma_st/sqrt(m_min) (m_min = {cohort}), so only the "
+            "sum over >= m_min clients carries the accounted sigma_st (Gaussian mechanism, q = 1, same "
+            "accountant); covered against a party that sees only that sum (secure aggregation, honest clients "
+            "keeping their noise secret), not against one who sees a client's own share; sums of fewer "
+            "releases are refused")
     if privacy.privacy_mode == "paper":
         entries[0] = _entry(entries[0]["output"], NOT_COVERED,
                             "privacy_mode=paper: the encoder and client code are trained without noise")
     if releases_synthetic:
         size = ("--training.synthetic-size (public)" if command.training.synthetic_size
                 else "the sum of the released DP class counts")
+        pooled = (" (of the pooled sum of the statistics, at aggregate placement)"
+                  if privacy.noise_placement == "aggregate" else "")
         entries.append(_entry("synthetic.parquet", entries[0]["status"],
                               (entries[0]["why"] if entries[0]["status"] != DP
-                               else f"post-processing of the DP releases; its size is {size}")))
+                               else f"post-processing of the DP releases{pooled}; its size is {size}")))
     entries += [
         _entry("privacy.json", PUBLIC, "plans from public quantities (epsilon, delta, max_records, schedule) "
                "and the accountant's history; rounds charged again after a failure reveal the failure, "

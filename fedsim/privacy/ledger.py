@@ -6,7 +6,9 @@ accountant's ε for the client's whole mixed history (DP-SGD and the statistics
 release composed), not a sum of the parts.  Every row and the document name the
 noise source (:func:`~fedsim.privacy.secure_noise.noise_label`) and the neighbouring
 relation (:func:`~fedsim.privacy.coverage.neighbouring_relation`: add/remove with the
-public bound ``max_records``); with ``--privacy.reproducible-noise`` the note says the ε
+public bound ``max_records``) and where the statistics' noise is placed (with
+``--privacy.noise-placement aggregate`` the note says the statistics' ε holds only against
+a party that sees the sum of ≥ m_min clients' releases, :mod:`fedsim.privacy.aggregate`); with ``--privacy.reproducible-noise`` the note says the ε
 is not a DP guarantee, and a client that ended above its target is named (``ABOVE TARGET``).
 """
 
@@ -19,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # annotations only: reading a ledger needs no accountant
     from fedsim.privacy.state import PrivacyState
 
+from fedsim.privacy.aggregate import AGGREGATE_NOTE, client_noise_multiplier
 from fedsim.privacy.coverage import neighbouring_relation
 from fedsim.privacy.secure_noise import REPRODUCIBLE_NOISE_LABEL, REPRODUCIBLE_NOISE_NOTE, noise_label
 
@@ -57,6 +60,16 @@ class ClientPrivacyRecord:
     """The public bound on the client's records its plan used (None without DP)."""
     reserved_rounds: int = 0
     """Rounds the calibration reserved for rounds charged again after a failure."""
+    stats_noise_placement: str = "client"
+    """Where the statistics release's noise is placed (``--privacy.noise-placement``):
+    ``client`` (the client's release carries ``stats_noise_multiplier``) or ``aggregate``
+    (only the server's sum of ≥ ``min_cohort`` releases does; :mod:`fedsim.privacy.aggregate`).
+    DP-SGD is always ``client``."""
+    min_cohort: int | None = None
+    """``aggregate``: the m_min the client's noise share σ_st/√m_min was calibrated for."""
+    stats_client_noise_multiplier: float | None = None
+    """The noise multiplier of the noise the client itself added to its statistics
+    (``stats_noise_multiplier``/√m_min at ``aggregate`` placement)."""
 
     @property
     def covers_local_state(self) -> bool:
@@ -82,6 +95,10 @@ def ledger_note(records: list[ClientPrivacyRecord]) -> str:
         notes.append(PAPER_MODE_NOTE)
     if any(r.noise == REPRODUCIBLE_NOISE_LABEL for r in records):
         notes.append(REPRODUCIBLE_NOISE_NOTE)
+    cohorts = sorted({r.min_cohort for r in records
+                      if r.stats_noise_placement == "aggregate" and r.min_cohort is not None})
+    if cohorts:
+        notes.append(AGGREGATE_NOTE.format(cohort="/".join(map(str, cohorts))))
     return " ".join(notes)
 
 
@@ -143,10 +160,12 @@ def format_ledger(records: list[ClientPrivacyRecord]) -> str:
 
 
 def privacy_record(client_id: int, privacy_state: PrivacyState, stats_noise_multiplier: float | None,
-                   stats_clip_norm: float | None) -> ClientPrivacyRecord:
-    """The ledger row of one client (shared by every private algorithm)."""
+                   stats_clip_norm: float | None, min_cohort: int = 1) -> ClientPrivacyRecord:
+    """The ledger row of one client (shared by every private algorithm); ``min_cohort``:
+    the m_min of its statistics' noise share (1 with ``client`` placement)."""
     privacy, plan, accountant = privacy_state.privacy, privacy_state.plan, privacy_state.accountant
     private = privacy.private
+    aggregate = private and privacy.noise_placement == "aggregate" and stats_noise_multiplier is not None
     return ClientPrivacyRecord(
         client_id=client_id,
         privacy_mode=privacy.privacy_mode if private else "none",
@@ -167,4 +186,8 @@ def privacy_record(client_id: int, privacy_state: PrivacyState, stats_noise_mult
         neighbouring=neighbouring_relation(privacy),
         max_records=plan.num_records if private and plan is not None else None,
         reserved_rounds=privacy.reserved_rounds if private else 0,
+        stats_noise_placement="aggregate" if aggregate else "client",
+        min_cohort=min_cohort if aggregate else None,
+        stats_client_noise_multiplier=(None if stats_noise_multiplier is None
+                                       else client_noise_multiplier(stats_noise_multiplier, min_cohort)),
     )

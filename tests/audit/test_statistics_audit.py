@@ -94,7 +94,9 @@ def test_at_epsilon_1_the_statistics_audit_finds_at_most_1(tmp_path, algorithm, 
 
 
 @pytest.mark.parametrize("args, message", [(["--algorithm", "fedavg"], "--target statistics"),
-                                           (["--canaries", "353"], "--canaries must be at most 352")])
+                                           (["--canaries", "353"], "--canaries must be at most 352"),
+                                           (["--algorithm", "dp-stats", "--privacy.noise-placement", "aggregate"],
+                                            "aggregate carries only its noise share")])
 def test_bad_statistics_audits_exit_2(tmp_path, capsys, args, message):
     assert main([*SMALL, *args, "--out", str(tmp_path)]) == 2
     assert message in capsys.readouterr().err

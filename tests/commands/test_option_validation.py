@@ -42,6 +42,7 @@ INVALID: dict[str, list[str] | str] = {
     "privacy.privacy_mode": ["loose"], "privacy.stats_epsilon_fraction": ["1"], "privacy.stats_clip_norm": ["0"],
     "privacy.covariance": ["block"], "privacy.reproducible_noise": FLAG,
     "privacy.max_records": ["0"], "privacy.reserved_rounds": ["-1"],
+    "privacy.noise_placement": ["server"], "privacy.min_cohort": ["0"],
     # --training.*
     "training.rounds": ["0"], "training.local_epochs": ["0"], "training.batch_size": ["0"],
     "training.client_fraction": ["0"], "training.synthetic_size": ["-1"],

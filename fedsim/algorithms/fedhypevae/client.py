@@ -26,6 +26,7 @@ from fedsim.evaluation.global_test import GlobalTestSet
 from fedsim.models.fedhypevae import FedHypeVAEModel, is_shared, project_to_ball
 from fedsim.models.init import seeded
 from fedsim.privacy.accounting import calibrate_release_noise
+from fedsim.privacy.aggregate import client_noise_multiplier, resolved_min_cohort
 from fedsim.privacy.clipped_sums import RecordBatch, VmapClippedSum
 from fedsim.privacy.config import PrivacyConfig
 from fedsim.privacy.dp_sgd import RecordLoss
@@ -34,7 +35,7 @@ from fedsim.privacy.ledger import ClientPrivacyRecord, privacy_record
 from fedsim.privacy.plan import kept_records, no_dp_sgd_plan, plan_dp_sgd
 from fedsim.privacy.secure_noise import dp_noise, noise_source
 from fedsim.privacy.state import PrivacyState
-from fedsim.privacy.statistics import ClassStatistics, release_class_statistics
+from fedsim.privacy.statistics import release_class_statistics
 from fedsim.seeding import torch_generator
 
 if TYPE_CHECKING:
@@ -68,6 +69,7 @@ class FedHypeVAEClient:
         self.stats_noise_multiplier: float | None = None
         self.stats_clip_norm = privacy.stats_clip_norm or float(np.sqrt(spec.dim))
         self.released: DPStatsRelease | None = None
+        self.min_cohort = resolved_min_cohort(privacy, spec.num_clients)  # 1 with client placement
         self.trainer: DPTrainer | None = None
         if config.stats_only:
             self._privacy_state = PrivacyState.fresh(privacy, no_dp_sgd_plan(len(self.x), privacy),
@@ -190,7 +192,7 @@ class FedHypeVAEClient:
         return {name: float(value.mean()) for name, value in terms.items()}
 
     # --- after training -----------------------------------------------------------
-    def release(self) -> ClassStatistics | DPStatsRelease:
+    def release(self) -> DPStatsRelease:
         """DP class statistics (Gaussian mechanism, q = 1), recorded in the accountant so
         that the ledger's ε composes DP-SGD and this release.  ``stats-first``: the one
         release of :meth:`release_once` (the warm start's and Eq. 11's)."""
@@ -204,12 +206,21 @@ class FedHypeVAEClient:
             self.stats_noise_multiplier = sigma
         else:
             sigma = 0.0
-        stats = release_class_statistics(self.x, self.y,
-                                         self.onehot.shape[1], self.stats_clip_norm, sigma, privacy.covariance,
-                                         noise_source(privacy, self.seed, "statistics", self.client_id))
+        return self._released_statistics(sigma, self.stats_clip_norm)
+
+    def _released_statistics(self, sigma: float, clip_norm: float) -> DPStatsRelease:
+        """The Gaussian release of the class statistics for the aggregate's noise multiplier
+        ``sigma``: this client adds ``σ/√m_min`` with ``--privacy.noise-placement aggregate``
+        (:mod:`fedsim.privacy.aggregate`; σ itself with ``client``), and its accountant
+        records σ (what the server's sum of ≥ m_min releases carries)."""
+        state, privacy = self.privacy_state, self.privacy_state.privacy
+        own_sigma = client_noise_multiplier(sigma, self.min_cohort)
+        statistics = release_class_statistics(self.x, self.y, self.onehot.shape[1], clip_norm, own_sigma,
+                                              privacy.covariance,
+                                              noise_source(privacy, self.seed, "statistics", self.client_id))
         if state.private:
             state.accountant.record(sigma, 1.0, 1, kind="release")
-        return stats
+        return DPStatsRelease(statistics, own_sigma, clip_norm, self.min_cohort)
 
     def release_once(self) -> DPStatsRelease:
         """``stats-first``: the class statistics of :mod:`fedsim.privacy.statistics`, released
@@ -227,12 +238,7 @@ class FedHypeVAEClient:
             planned = [(plan.noise_multiplier, plan.sample_rate, plan.total_steps)] if plan.total_steps else []
             sigma = calibrate_release_noise(planned, privacy.epsilon, privacy.delta, privacy.accountant)
             self.stats_noise_multiplier = sigma
-        statistics = release_class_statistics(self.x, self.y, self.onehot.shape[1], clip_norm, sigma,
-                                              privacy.covariance,
-                                              noise_source(privacy, self.seed, "statistics", self.client_id))
-        if state.private:
-            state.accountant.record(sigma, 1.0, 1, kind="release")
-        self.released = DPStatsRelease(statistics, sigma, clip_norm)
+        self.released = self._released_statistics(sigma, clip_norm)
         return self.released
 
     def evaluate(self, artifact: GeneratorArtifact, global_test: GlobalTestSet | None = None) -> ClientEvaluation:
@@ -243,7 +249,7 @@ class FedHypeVAEClient:
 
     def privacy_record(self) -> ClientPrivacyRecord:
         return privacy_record(self.client_id, self.privacy_state, self.stats_noise_multiplier,
-                              self.stats_clip_norm)
+                              self.stats_clip_norm, self.min_cohort)
 
     # --- checkpoints ----------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

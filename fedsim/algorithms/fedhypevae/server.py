@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 
 from fedsim.algorithms.base import ClientUpdate, SharedStateServer, apply_server_step, check_update_keys
-from fedsim.algorithms.dp_stats import DPStatsRelease
+from fedsim.algorithms.dp_stats import DPStatsRelease, pooled_statistics
 from fedsim.algorithms.fedhypevae.config import FedHypeVAEConfig
 from fedsim.algorithms.fedhypevae.metacode import fit_meta_codes
 from fedsim.algorithms.fedhypevae.synthesis import GeneratorArtifact, observation_std
@@ -18,7 +18,7 @@ from fedsim.algorithms.fedhypevae.warm_start import warm_start_model
 from fedsim.algorithms.spec import FederationSpec
 from fedsim.models.fedhypevae import FedHypeVAEModel, is_shared
 from fedsim.models.init import seeded
-from fedsim.privacy.statistics import ClassStatistics, moments_from_statistics, pooled
+from fedsim.privacy.statistics import moments_from_statistics
 from fedsim.seeding import torch_generator
 
 
@@ -54,10 +54,10 @@ class FedHypeVAEServer(SharedStateServer):
         self.warm_start_history = warm_start_model(self.model, releases, self.config,
                                                    torch_generator(self.seed, "warm-start"))
 
-    def finalize(self, releases: Sequence[ClassStatistics | DPStatsRelease]) -> GeneratorArtifact:
+    def finalize(self, releases: Sequence[DPStatsRelease]) -> GeneratorArtifact:
         """Fit v_o (or K mixed meta-codes) to the pooled DP statistics and package the
         generator, with the observation variance of Eq. 12 when it is on."""
-        statistics = pooled([r.statistics if isinstance(r, DPStatsRelease) else r for r in releases])
+        statistics = pooled_statistics(releases)  # the sum only; refused below --privacy.min-cohort
         moments = moments_from_statistics(statistics)
         generator = torch_generator(self.seed, "meta-code")
         if self.config.meta_fit:
