@@ -8,6 +8,7 @@ by terminating that process (its ``--block`` mode shuts down what it started) â€
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -27,6 +28,11 @@ ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "sweeps" / "privacy_utility.py"
 
 
+TOKEN_MODE = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
+"""Ray's token mode with the token in the environment: without it, Ray writes ~/.ray/auth_token,
+after which every Ray start on this machine (later tests', the user's) prints a token warning."""
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -35,7 +41,7 @@ def free_port() -> int:
 
 def start_head(temp_dir: str, port: int) -> subprocess.Popen:
     ray = Path(sys.executable).parent / "ray"
-    env = {**{k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}, "RAY_AUTH_MODE": "token"}
+    env = {**{k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}, **TOKEN_MODE}
     process = subprocess.Popen(
         [str(ray), "start", "--head", "--block", "--num-cpus", "2", "--include-dashboard=false",
          "--port", str(port), "--node-ip-address", "127.0.0.1", "--temp-dir", temp_dir, "--disable-usage-stats"],
@@ -72,7 +78,7 @@ def test_script_runs_against_ray_address(tmp_path):
     try:
         out = tmp_path / "sweep"
         # An explicit address needs the token mode said explicitly (Ray â‰¥ 2.5x: token auth).
-        env = {**os.environ, "RAY_ADDRESS": f"127.0.0.1:{port}", "RAY_AUTH_MODE": "token"}
+        env = {**os.environ, "RAY_ADDRESS": f"127.0.0.1:{port}", **TOKEN_MODE}
         run = subprocess.run(
             [sys.executable, str(SCRIPT), "--out", str(out), "--methods", "fedhypevae", "--epsilons", "inf",
              "--alphas", "iid", "--seeds", "0", *TINY_FEDERATION],  # one trial: the cluster is what is tested
