@@ -37,6 +37,26 @@ if TYPE_CHECKING:
     from fedsim.algorithms.spec import FederationSpec
 
 
+class _DropDefaultTokenNotice(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Token authentication is enabled for this Ray cluster")
+
+
+@contextlib.contextmanager
+def _quiet_default_token_notice() -> Iterator[None]:
+    """Ray ≥ 2.5x enables token authentication on every new local cluster and logs a
+    WARNING saying so (and how to opt out).  For the private, single-run cluster that
+    fedsim starts and shuts down itself the line is noise (and lands before a user
+    error's one sentence); drop that one message, nothing else: token auth stays on."""
+    logger = logging.getLogger("ray._private.authentication.authentication_token_setup")
+    notice_filter = _DropDefaultTokenNotice()
+    logger.addFilter(notice_filter)
+    try:
+        yield
+    finally:
+        logger.removeFilter(notice_filter)
+
+
 @contextlib.contextmanager
 def ray_session(config: RayConfig) -> Iterator[None]:
     """Ray for one run (module docstring)."""
@@ -47,8 +67,9 @@ def ray_session(config: RayConfig) -> Iterator[None]:
             if address:
                 ray.init(address=address, logging_level=logging.WARNING)
             else:
-                ray.init(include_dashboard=False, num_cpus=config.num_cpus or os.cpu_count(),
-                         logging_level=logging.WARNING)
+                with _quiet_default_token_notice():
+                    ray.init(include_dashboard=False, num_cpus=config.num_cpus or os.cpu_count(),
+                             logging_level=logging.WARNING)
         except Exception as error:  # noqa: BLE001 - any failure to start or join Ray
             what = f"join the Ray cluster at {address!r}" if address else "start a local Ray"
             reason = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
