@@ -71,7 +71,6 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 import torch
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
 from torch import Tensor
 
 if TYPE_CHECKING:
@@ -98,6 +97,8 @@ _BYTES_PER_KEY = 2**30  # ≪ 2³² blocks of 64 bytes: the block counter never 
 def random_bytes(count: int) -> bytes:
     """``count`` bytes of the ChaCha20 keystream under fresh 256-bit keys from ``os.urandom``
     (one key per started GiB; module docstring, "Random bytes")."""
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms  # ~30 ms: off the import path
+
     chunks = [b""]
     for start in range(0, count, _BYTES_PER_KEY):
         size = min(_BYTES_PER_KEY, count - start)
