@@ -6,9 +6,11 @@ FedHypeVAE model, the public bound ``--privacy.max-records`` set to the client's
 (``--fedhypevae.training dp-sgd``, strict and paper mode) and the statistics-first
 variant's small DP footprint (client code + the hypernetwork's output head).  Each variant runs ``--repeats`` epochs after one warm-up epoch; the
 script prints the median seconds per epoch and the DP/no-DP ratio.  Machines are noisy:
-compare the ratio, measured in one run.
+compare the ratio, measured in one run.  ``--breakdown`` also prints where the whole-model
+strict DP epoch goes (per-record gradients, norms and clipped sum, Gaussian noise, the
+rest), timed by wrapping those functions.
 
-    python benchmarks/dp_step.py [--repeats 5] [--threads 2]
+    python benchmarks/dp_step.py [--repeats 5] [--threads 2] [--breakdown]
 """
 
 from __future__ import annotations
@@ -54,12 +56,55 @@ def time_epochs(client: FedHypeVAEClient, repeats: int) -> list[float]:
     return times
 
 
+def breakdown(client: FedHypeVAEClient, repeats: int) -> dict[str, float]:
+    """Seconds per epoch in each phase of ``client``'s DP step (medians over ``repeats``)."""
+    import fedsim.privacy.clipped_sums as clipped_sums
+    import fedsim.privacy.dp_trainer as dp_trainer
+
+    spent: dict[str, float] = {}
+    phases = {"per-record gradients (vmap)": (clipped_sums, "per_sample_gradients"),
+              "norms + clipped sum": (clipped_sums, "clipped_sum"),
+              "noise + division": (dp_trainer, "noisy_average")}
+    originals = {name: getattr(module, attribute) for name, (module, attribute) in phases.items()}
+
+    def timed(name: str):
+        def call(*args, **kwargs):
+            started = time.perf_counter()
+            result = originals[name](*args, **kwargs)
+            spent[name] = spent.get(name, 0.0) + time.perf_counter() - started
+            return result
+        return call
+
+    for name, (module, attribute) in phases.items():
+        setattr(module, attribute, timed(name))
+    try:
+        per_epoch: dict[str, list[float]] = {name: [] for name in [*phases, "rest", "epoch"]}
+        broadcast = {n: p.detach().clone() for n, p in client.model.named_parameters()
+                     if n.startswith(("decoder.", "prior."))}
+        client.local_round(broadcast, 0)  # warm-up
+        for round_index in range(repeats):
+            spent.clear()
+            started = time.perf_counter()
+            client.local_round(broadcast, round_index + 1)
+            epoch = time.perf_counter() - started
+            for name in phases:
+                per_epoch[name].append(spent.get(name, 0.0))
+            per_epoch["rest"].append(epoch - sum(spent.values()))
+            per_epoch["epoch"].append(epoch)
+    finally:
+        for name, (module, attribute) in phases.items():
+            setattr(module, attribute, originals[name])
+    return {name: statistics.median(values) for name, values in per_epoch.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--records", type=int, default=2000)
     parser.add_argument("--dim", type=int, default=384)
+    parser.add_argument("--breakdown", action="store_true",
+                        help="also time the phases of the whole-model strict DP epoch")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     full = FedHypeVAEConfig(training="dp-sgd")  # DP-SGD over the whole model (the paper's training)
@@ -79,6 +124,13 @@ def main() -> None:
     print("|---|---|---|")
     for name, seconds in results.items():
         print(f"| {name} | {seconds:.3f} | {seconds / baseline:.2f} |")
+    if args.breakdown:
+        phases = breakdown(make_client(1.0, "strict", args.records, args.dim, 11, full), args.repeats)
+        print("\nwhole-model strict DP epoch, by phase (median of", args.repeats, "epochs)")
+        print("| phase | s / epoch | share |")
+        print("|---|---|---|")
+        for name, seconds in phases.items():
+            print(f"| {name} | {seconds:.3f} | {seconds / phases['epoch']:.0%} |")
 
 
 if __name__ == "__main__":

@@ -1,18 +1,33 @@
-"""DP randomness nobody can predict: Poisson masks and Gaussian noise from the OS CSPRNG.
+"""DP randomness nobody can predict: Poisson masks and Gaussian noise from a CSPRNG keyed by the OS.
 
 A DP guarantee assumes that the adversary cannot predict the mechanism's noise.  A
 generator seeded from the run seed (written to ``config.json``) breaks that: whoever
 knows the seed re-simulates both neighbouring hypotheses and tells them apart
-(issue #14).  :class:`SecureNoise` therefore draws every random bit from the
-operating system's cryptographically secure generator (``os.urandom``, i.e. Linux
-``getrandom(2)``), keeps no state, persists nothing and cannot be re-derived from
-any configuration.  ``--privacy.reproducible-noise`` selects the seeded source
-instead (debugging, bit-equality tests); every output then says that the reported ε
-is not a DP guarantee (:func:`noise_label`, :data:`REPRODUCIBLE_NOISE_NOTE`).
+(issue #14).  :class:`SecureNoise` therefore draws every random bit from a
+cryptographically secure generator keyed afresh, at every call, by the operating
+system's (``os.urandom``, i.e. Linux ``getrandom(2)``); it keeps no state, persists
+nothing and cannot be re-derived from any configuration.  ``--privacy.reproducible-noise``
+selects the seeded source instead (debugging, bit-equality tests); every output then
+says that the reported ε is not a DP guarantee (:func:`noise_label`, :data:`REPRODUCIBLE_NOISE_NOTE`).
 
 Construction (what is implemented, and why):
 
-* **Uniforms.** 8 bytes of ``os.urandom`` per draw, the top 53 bits kept:
+* **Random bytes** (:func:`random_bytes`).  Each call takes a fresh 256-bit key from
+  ``os.urandom`` and returns the ChaCha20 keystream of that key (RFC 8439; nonce 0, block
+  counter from 0; a new key every GiB, so the 32-bit counter never wraps), i.e. the
+  ``cryptography`` package's (OpenSSL's) ChaCha20 encryption of zeros.  This is the
+  construction of the Linux kernel's own CSPRNG, which ``os.urandom`` reads: a key
+  from the entropy pool, expanded by ChaCha20.  ChaCha20 is a PRF: without the key its
+  keystream is computationally indistinguishable from uniform bytes (a distinguisher
+  would break ChaCha20 as a stream cipher), and two calls share a key with probability
+  ≈ calls² · 2⁻²⁵⁷, so calls are independent.  Unlike a statistical generator (PCG64,
+  Mersenne Twister, Philox, ``torch.randn``), whose state can be recovered from a few
+  outputs, seeing all the noise of one call reveals nothing about the key or about any
+  other call; and since nothing is kept between calls, a fork or a Ray worker never
+  shares a stream.  The kernel does the same expansion, but block by block behind a
+  system call; OpenSSL's vectorised ChaCha20 produces the bytes 3–14× faster here (Cost
+  below).  The security rests on ChaCha20 and on the OS key, as ``os.urandom``'s does.
+* **Uniforms.** 8 random bytes per draw, the top 53 bits kept:
   ``u = k · 2⁻⁵³`` with ``k`` uniform on ``{0, …, 2⁵³ − 1}``, i.e. every float64 of
   the grid ``2⁻⁵³ ℤ ∩ [0, 1)`` with equal probability.
 * **Poisson mask.** Record ``j`` joins the batch iff ``u_j < q``: an independent
@@ -30,18 +45,22 @@ Construction (what is implemented, and why):
   ``N(0, σ²)`` draws and divides by ``√(2n) = 2``: the result is exactly ``N(0, σ²)`` but
   its set of attainable floating-point values is dense, and reversing it costs
   ``2^{53·(2n−1)} = 2¹⁵⁹`` work instead of ``2⁵³``.  We do the same: each output
-  coordinate is ``(z₁ + z₂ + z₃ + z₄) / 2`` of four float64 Box–Muller normals, then
-  multiplied by σ and cast to the requested dtype.  Opacus also throws away one
-  first draw of its (stateful) generator; a stateless OS source has no first draw to
-  discard.  What remains, as in Opacus: the rounding of ``value + noise`` to float32 in
-  the caller is not hardened (a snapping/discrete mechanism would be needed for that).
+  coordinate is ``σ · (z₁ + z₂ + z₃ + z₄) / 2`` of four float64 Box–Muller normals (one
+  rounding: ÷2 is exact), cast to the requested dtype.  Opacus draws its four normals in
+  the tensor's dtype (float32 for a model) from torchcsprng's AES-CTR generator; ours are
+  float64.  Opacus also throws away one first draw of its (stateful) generator; a
+  generator keyed afresh at every call has no first draw to discard.  What remains, as
+  in Opacus: the rounding of ``value + noise`` to float32 in the caller is not hardened
+  (a snapping/discrete mechanism would be needed for that).
 
 Cost (``python -m fedsim.privacy.secure_noise``, the shared 2-core CPU of this project,
-one torch thread, medians, varying with the load): 250 000 Gaussians ≈ 120–270 ms
-(``torch.randn``: 3–10 ms; the 8 MB of kernel randomness, 32 bytes per coordinate, is
-most of it, the rest is Box–Muller in float64), a 2 000-record Poisson mask ≈ 0.15 ms.
-On a default FedHypeVAE client (d = 384, 241 840 parameters, batch 64) that adds
-≈ 240 ms to a ≈ 520 ms DP-SGD step.
+one torch thread, medians of 20, load average ≈ 3, 2026-12-02): 250 000 Gaussians
+16 ms with ChaCha20 against 54 ms when every byte came from ``os.urandom`` (the 8 MB,
+32 bytes per coordinate, take 1.9–4.3 ms from ChaCha20 and 14–27 ms from
+``os.urandom``; bytes → 53-bit words 2 ms; Box–Muller and the 4-draw sum in float64,
+in place, 3–8 ms; ``torch.randn``: 0.6 ms); a 2 000-record Poisson mask 0.03 ms.  On a
+default FedHypeVAE client (d = 384, 242 112 parameters, one draw per parameter tensor)
+that is ≈ 7–20 ms per DP-SGD step (``benchmarks/dp_step.py``; README, "Performance").
 """
 
 from __future__ import annotations
@@ -70,37 +89,54 @@ REPRODUCIBLE_NOISE_NOTE = (
 _MANTISSA_BITS = 53
 _TWO_POW_MINUS_53 = 2.0**-_MANTISSA_BITS
 _SUMMED_DRAWS = 4  # Opacus' 2n with n = 2 (module docstring)
+_KEY_BYTES = 32  # a 256-bit ChaCha20 key
+_NONCE = bytes(16)  # 32-bit block counter 0 ‖ 96-bit nonce 0: each key encrypts one stream
+_BYTES_PER_KEY = 2**30  # ≪ 2³² blocks of 64 bytes: the block counter never wraps
+
+
+def random_bytes(count: int) -> bytes:
+    """``count`` bytes of the ChaCha20 keystream under fresh 256-bit keys from ``os.urandom``
+    (one key per started GiB; module docstring, "Random bytes")."""
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms  # ~30 ms: off the import path
+
+    chunks = [b""]
+    for start in range(0, count, _BYTES_PER_KEY):
+        size = min(_BYTES_PER_KEY, count - start)
+        cipher = Cipher(algorithms.ChaCha20(os.urandom(_KEY_BYTES), _NONCE), mode=None)
+        chunks.append(cipher.encryptor().update(bytes(size)))
+    return chunks[-1] if len(chunks) <= 2 else b"".join(chunks)
 
 
 def _random_words(count: int) -> Tensor:
-    """``count`` uniform integers on ``{0, …, 2⁵³ − 1}`` from the OS CSPRNG, as float64
-    (exact: every such integer is a float64)."""
-    words = np.frombuffer(os.urandom(8 * count), dtype=np.uint64) >> np.uint64(64 - _MANTISSA_BITS)
-    return torch.from_numpy(words.astype(np.float64))
+    """``count`` uniform integers on ``{0, …, 2⁵³ − 1}`` (the top 53 bits of 8 random
+    bytes each), as float64 (exact: every such integer is a float64)."""
+    words = np.frombuffer(random_bytes(8 * count), dtype=np.uint64) >> np.uint64(64 - _MANTISSA_BITS)
+    return torch.from_numpy(words.view(np.int64)).to(torch.float64)  # < 2⁵³: the int64 view is exact
 
 
 def secure_uniform(count: int) -> Tensor:
-    """``count`` float64 uniforms on the grid ``2⁻⁵³ ℤ ∩ [0, 1)`` from the OS CSPRNG."""
+    """``count`` float64 uniforms on the grid ``2⁻⁵³ ℤ ∩ [0, 1)`` from the CSPRNG."""
     return _random_words(count).mul_(_TWO_POW_MINUS_53)
 
 
 def secure_standard_normal(count: int) -> Tensor:
-    """``count`` float64 N(0, 1) draws: Box–Muller on CSPRNG uniforms (module docstring)."""
+    """``count`` float64 N(0, 1) draws: Box–Muller on CSPRNG uniforms (module docstring),
+    computed in place in the buffer of the uniforms (one temporary, the cosines)."""
     pairs = (count + 1) // 2
-    words = _random_words(2 * pairs)
-    radius = words[:pairs].add_(1.0).mul_(_TWO_POW_MINUS_53).log_().mul_(-2.0).sqrt_()  # u₁ ∈ (0, 1]
-    angle = words[pairs:].mul_(2.0 * math.pi * _TWO_POW_MINUS_53)  # 2π·u₂, u₂ ∈ [0, 1)
-    normals = torch.empty(2 * pairs, dtype=torch.float64)
-    torch.mul(radius, torch.cos(angle), out=normals[:pairs])
-    torch.mul(radius, angle.sin_(), out=normals[pairs:])
+    normals = _random_words(2 * pairs)
+    radius = normals[:pairs].add_(1.0).mul_(_TWO_POW_MINUS_53).log_().mul_(-2.0).sqrt_()  # u₁ ∈ (0, 1]
+    angle = normals[pairs:].mul_(2.0 * math.pi * _TWO_POW_MINUS_53)  # 2π·u₂, u₂ ∈ [0, 1)
+    cosine = torch.cos(angle)
+    angle.sin_().mul_(radius)  # second half: r sin 2πu₂
+    radius.mul_(cosine)  # first half: r cos 2πu₂
     return normals[:count]
 
 
-def secure_gaussian(count: int) -> Tensor:
-    """``count`` float64 N(0, 1) draws hardened against floating-point attacks: the sum of
-    four independent Box–Muller normals divided by 2 (Opacus' ``secure_mode``)."""
+def secure_gaussian(count: int, std: float = 1.0) -> Tensor:
+    """``count`` float64 N(0, std²) draws hardened against floating-point attacks: std times
+    the sum of four independent Box–Muller normals divided by 2 (Opacus' ``secure_mode``)."""
     draws = secure_standard_normal(_SUMMED_DRAWS * count).view(_SUMMED_DRAWS, count)
-    return draws.sum(dim=0).div_(math.sqrt(_SUMMED_DRAWS))
+    return draws.sum(dim=0).mul_(std / math.sqrt(_SUMMED_DRAWS))  # ÷2 is exact: one rounding
 
 
 class SecureNoise:
@@ -134,7 +170,7 @@ class SecureNoise:
         shape = tuple(int(s) for s in shape)
         if std == 0.0:
             return torch.zeros(shape, dtype=dtype, device=device)
-        values = secure_gaussian(math.prod(shape)).mul_(std).view(shape).to(dtype)
+        values = secure_gaussian(math.prod(shape), std).view(shape).to(dtype)
         return values if device is None else values.to(device)
 
     def state_dict(self) -> dict[str, Any]:
@@ -197,11 +233,15 @@ def noise_label(privacy: "PrivacyConfig") -> str:
 
 
 def _benchmark(repeats: int = 20) -> dict[str, float]:
-    """Median milliseconds of 250 000 Gaussians and of a 2 000-record mask."""
+    """Median milliseconds of 250 000 Gaussians, of their parts (the 8 MB of random bytes
+    from ChaCha20 and, for comparison, straight from ``os.urandom``; the float64
+    transforms), of ``torch.randn`` and of a 2 000-record Poisson mask."""
     import statistics
     import time
 
-    source = SecureNoise()
+    source, count = SecureNoise(), 250_000
+    size = 8 * _SUMMED_DRAWS * count  # 32 bytes per coordinate
+    words = _random_words(_SUMMED_DRAWS * count)
 
     def median_ms(call: Callable[[], object]) -> float:
         times = []
@@ -211,13 +251,30 @@ def _benchmark(repeats: int = 20) -> dict[str, float]:
             times.append(1000.0 * (time.perf_counter() - start))
         return statistics.median(times)
 
+    def transforms() -> Tensor:  # words → uniforms → Box–Muller → 4-draw sum, as secure_gaussian
+        pairs = words.numel() // 2
+        normals = words.clone()
+        radius = normals[:pairs].add_(1.0).mul_(_TWO_POW_MINUS_53).log_().mul_(-2.0).sqrt_()
+        angle = normals[pairs:].mul_(2.0 * math.pi * _TWO_POW_MINUS_53)
+        cosine = torch.cos(angle)
+        angle.sin_().mul_(radius)
+        radius.mul_(cosine)
+        return normals.view(_SUMMED_DRAWS, count).sum(dim=0).mul_(0.5).to(torch.float32)
+
     return {
-        "gaussian_250k_ms": median_ms(lambda: source.gaussian((250_000,), 1.0)),
+        "gaussian_250k_ms": median_ms(lambda: source.gaussian((count,), 1.0)),
+        "chacha20_bytes_8mb_ms": median_ms(lambda: random_bytes(size)),
+        "os_urandom_8mb_ms": median_ms(lambda: os.urandom(size)),
+        "bytes_to_53bit_words_ms": median_ms(
+            lambda: torch.from_numpy((np.frombuffer(bytes(size), dtype=np.uint64) >> np.uint64(11))
+                                     .view(np.int64)).to(torch.float64)),
+        "box_muller_and_sum_ms": median_ms(transforms),
+        "torch_randn_250k_ms": median_ms(lambda: torch.randn(count)),
         "poisson_mask_2000_ms": median_ms(lambda: source.poisson_batch(2_000, 0.05)),
-        "torch_randn_250k_ms": median_ms(lambda: torch.randn(250_000)),
     }
 
 
 if __name__ == "__main__":
+    torch.set_num_threads(1)
     for name, value in _benchmark().items():
         print(f"{name:>24}: {value:.3f}")

@@ -1,7 +1,9 @@
-"""DP randomness from the OS CSPRNG (issue #14): the distributions are the requested ones
-(checked against their closed forms with tolerances from the standard error), every bit
-comes from ``os.urandom`` (checked by recomputing Box–Muller by hand from known bytes),
-nothing is persisted or derivable from the seed, and every output names the source.
+"""DP randomness from the OS CSPRNG (issues #14, #17): the distributions are the requested
+ones (checked against their closed forms with tolerances from the standard error), every
+bit is the ChaCha20 keystream of a fresh key from ``os.urandom`` (checked against a
+pure-Python ChaCha20 written from RFC 8439 and its test vector, and by recomputing
+Box–Muller by hand from known bytes), nothing is persisted or derivable from the seed,
+and every output names the source.
 
 The statistical checks run on fresh OS randomness, so they are not bit-deterministic;
 their tolerances (6 standard errors, KS p > 1e-6) make a false failure a ~1e-6 event
@@ -75,18 +77,83 @@ def _known_bytes(words: list[int]) -> bytes:
     return b"".join(struct.pack("=Q", w) for w in words)
 
 
-def test_gaussian_is_four_box_muller_normals_of_os_urandom_summed_and_halved(monkeypatch):
-    """An independent scalar recomputation from the bytes os.urandom returned: each output
+# --- the random bytes: ChaCha20 (RFC 8439) keyed by os.urandom ------------------------------
+def _chacha20_keystream(key: bytes, length: int) -> bytes:
+    """RFC 8439 §2.3–2.4 written out: the keystream of ``key`` with nonce 0 and block
+    counter 0, 1, 2, … (an independent implementation of what ``random_bytes`` expands)."""
+    mask = 0xFFFFFFFF
+
+    def quarter(s, a, b, c, d):
+        for x, y, z, r in ((a, b, d, 16), (c, d, b, 12), (a, b, d, 8), (c, d, b, 7)):
+            s[x] = (s[x] + s[y]) & mask
+            s[z] ^= s[x]
+            s[z] = ((s[z] << r) | (s[z] >> (32 - r))) & mask
+
+    out = b""
+    for counter in range((length + 63) // 64):
+        initial = [0x61707865, 0x3320646E, 0x79622D32, 0x6B206574, *struct.unpack("<8I", key), counter, 0, 0, 0]
+        state = list(initial)
+        for _ in range(10):
+            for a, b, c, d in ((0, 4, 8, 12), (1, 5, 9, 13), (2, 6, 10, 14), (3, 7, 11, 15),
+                               (0, 5, 10, 15), (1, 6, 11, 12), (2, 7, 8, 13), (3, 4, 9, 14)):
+                quarter(state, a, b, c, d)
+        out += struct.pack("<16I", *((x + y) & mask for x, y in zip(state, initial)))
+    return out[:length]
+
+
+def test_reference_chacha20_matches_the_rfc_test_vector():
+    """RFC 8439 A.1, test vector #1: the keystream of the all-zero key and nonce."""
+    assert _chacha20_keystream(bytes(32), 64).hex() == (
+        "76b8e0ada0f13d90405d6ae55386bd28bdd219b8a08ded1aa836efcc8b770dc7"
+        "da41597c5157488d7724e03fb8d84a376a43b8f41518a11cc387b669b2ee6586")
+
+
+def test_random_bytes_are_the_chacha20_keystream_of_a_fresh_os_urandom_key(monkeypatch):
+    keys = []
+
+    def fake_urandom(n):
+        keys.append(bytes(range(len(keys), len(keys) + n)))
+        return keys[-1]
+
+    monkeypatch.setattr(secure_noise.os, "urandom", fake_urandom)
+    first, second = secure_noise.random_bytes(300), secure_noise.random_bytes(70)
+    assert [len(k) for k in keys] == [32, 32]  # a new 256-bit key from the OS for every call
+    assert first == _chacha20_keystream(keys[0], 300) and second == _chacha20_keystream(keys[1], 70)
+    assert secure_noise.random_bytes(0) == b"" and len(keys) == 2
+
+
+def test_random_bytes_take_a_fresh_key_per_chunk(monkeypatch):
+    """Past ``_BYTES_PER_KEY`` bytes the stream continues under a new OS key (the block
+    counter never wraps); shown with a 128-byte chunk."""
+    keys = []
+    monkeypatch.setattr(secure_noise, "_BYTES_PER_KEY", 128)
+    monkeypatch.setattr(secure_noise.os, "urandom", lambda n: keys.append(bytes([len(keys) + 1]) * n) or keys[-1])
+    stream = secure_noise.random_bytes(300)
+    assert len(keys) == 3
+    assert stream == b"".join(_chacha20_keystream(k, size) for k, size in zip(keys, (128, 128, 44)))
+
+
+def test_two_calls_are_independent():
+    """Fresh keys: the correlation of two draws is within 6 standard errors of 0."""
+    n = 200_000
+    first, second = (SecureNoise().gaussian((n,), 1.0, dtype=torch.float64) for _ in range(2))
+    correlation = float(torch.corrcoef(torch.stack([first, second]))[0, 1])
+    assert abs(correlation) < TOLERANCE_SE / math.sqrt(n)
+
+
+# --- the transforms, from known bytes --------------------------------------------------------
+def test_gaussian_is_four_box_muller_normals_of_the_random_bytes_summed_and_halved(monkeypatch):
+    """An independent scalar recomputation from the bytes the CSPRNG returned: each output
     coordinate uses 4 normals (Opacus' floating-point precaution), i.e. 32 bytes."""
-    rng = np.random.default_rng(5)  # only to choose the fake OS bytes
+    rng = np.random.default_rng(5)  # only to choose the fake CSPRNG bytes
     words = [int(w) for w in rng.integers(0, 2**64, size=4 * 3, dtype=np.uint64)]
     requested = []
 
-    def fake_urandom(n):
+    def fake_bytes(n):
         requested.append(n)
         return _known_bytes(words)[:n]
 
-    monkeypatch.setattr(secure_noise.os, "urandom", fake_urandom)
+    monkeypatch.setattr(secure_noise, "random_bytes", fake_bytes)
     std = 1.5
     noise = SecureNoise().gaussian((3,), std, dtype=torch.float64)
     assert requested == [32 * 3]
@@ -105,9 +172,9 @@ def test_gaussian_is_four_box_muller_normals_of_os_urandom_summed_and_halved(mon
 
 
 def test_extreme_uniforms_stay_finite(monkeypatch):
-    """All-zero and all-one OS bytes (u₁ = 2⁻⁵³ and u₁ = 1): finite noise, no log(0)."""
+    """All-zero and all-one random bytes (u₁ = 2⁻⁵³ and u₁ = 1): finite noise, no log(0)."""
     for byte in (b"\x00", b"\xff"):
-        monkeypatch.setattr(secure_noise.os, "urandom", lambda n, b=byte: b * n)
+        monkeypatch.setattr(secure_noise, "random_bytes", lambda n, b=byte: b * n)
         assert torch.isfinite(SecureNoise().gaussian((8,), 1.0, dtype=torch.float64)).all()
 
 
@@ -124,12 +191,12 @@ def test_poisson_mask_rate_matches_q_and_indices_are_sorted_int64():
     assert abs(overlap - n * q * q) < TOLERANCE_SE * math.sqrt(n * q * q * (1 - q * q))
 
 
-def test_poisson_mask_is_a_53_bit_threshold_of_os_urandom(monkeypatch):
+def test_poisson_mask_is_a_53_bit_threshold_of_the_random_bytes(monkeypatch):
     """Record j joins iff its 53-bit uniform k_j·2⁻⁵³ is below q (recomputed by hand)."""
     q = 0.3
     threshold = int(q * 2**53)
     words = [((threshold + d) << 11) | 0x7FF for d in (-1, 0, 1, 5)] + [0, (2**53 - 1) << 11]
-    monkeypatch.setattr(secure_noise.os, "urandom", lambda n: _known_bytes(words)[:n])
+    monkeypatch.setattr(secure_noise, "random_bytes", lambda n: _known_bytes(words)[:n])
     batch = SecureNoise().poisson_batch(len(words), q)
     expected = [j for j, w in enumerate(words) if (w >> 11) * 2.0**-53 < q]
     assert batch.tolist() == expected == [0, 1, 4]
