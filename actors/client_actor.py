@@ -87,8 +87,12 @@ class ClientActor:
                                         float(privacy_state.epsilon()), time.perf_counter() - started))
         return updates, reports
 
-    def release(self, ids: Sequence[int]) -> list[Any]:
-        return [self.clients[cid].release() for cid in ids]
+    def release(self, ids: Sequence[int]) -> tuple[list[Any], list[dict]]:
+        """The releases of clients ``ids`` and their accountant states after them, from one
+        task: (releases, accountants), both in ``ids`` order (Ray returns them as two
+        objects, so the releases stay in the object store)."""
+        releases = [self.clients[cid].release() for cid in ids]
+        return releases, self._accountant_states(ids)
 
     def evaluate(self, ids: Sequence[int], artifact: Any, global_test: Any = None) -> list[Any]:
         return [self.clients[cid].evaluate(artifact, global_test) for cid in ids]
@@ -100,6 +104,9 @@ class ClientActor:
         return [self.clients[cid].privacy_record() for cid in ids]
 
     def accountants(self, ids: Sequence[int]) -> list[dict]:
+        return self._accountant_states(ids)
+
+    def _accountant_states(self, ids: Sequence[int]) -> list[dict]:
         return [self.clients[cid].privacy_state.accountant.state_dict() for cid in ids]
 
     # --- checkpoints and recovery ----------------------------------------------------

@@ -194,15 +194,29 @@ class RayClientPool:
         return [outcomes[cid] for cid in ids if cid in outcomes]
 
     def release(self, ids: Sequence[int]) -> list[Handle]:
-        """Handles to the releases (the server actor fetches them)."""
+        """Handles to the releases (the server actor fetches them).  The accountant states
+        after the release come from the same actor task (its second return), so a release
+        that reached the object store is always confirmed: a client restarted after this
+        point (from its initial state or a checkpoint before the release) gets an
+        accountant that charges it.  An actor lost before its task completed released
+        nothing; it is restarted and asked once more."""
         for cid in ids:
             self._epsilon.pop(cid, None)  # a release is a mechanism: ε changes
-        results = self._call("release", ids)
-        # the release is confirmed: a client restarted after this point (from its initial
-        # state, before any round of it was confirmed) gets an accountant that charges it
-        for cid, (_, _, state) in self._call("accountants", ids).items():
-            self._confirmed[cid] = state
-        return [Handle(results[cid][0], results[cid][1], cid) for cid in ids]
+        calls = self._by_actor(ids)
+        launched = {k: self.actors[k].release.options(num_returns=2).remote(group) for k, group in calls.items()}
+        handles: dict[int, Handle] = {}
+        for k, group in calls.items():
+            releases, accountants = launched[k]
+            try:
+                states = ray.get(accountants)
+            except RayActorError as error:
+                self._restart(k, self._round, f"{type(error).__name__} during release")
+                releases, accountants = self.actors[k].release.options(num_returns=2).remote(group)
+                states = ray.get(accountants)
+            for position, (cid, state) in enumerate(zip(group, states)):
+                self._confirmed[cid] = state
+                handles[cid] = Handle(releases, position, cid)
+        return [handles[cid] for cid in ids]
 
     def evaluate(self, ids: Sequence[int], artifact: Any, global_test: Any = None) -> list[Any]:
         reference = artifact if isinstance(artifact, ray.ObjectRef) else ray.put(artifact)

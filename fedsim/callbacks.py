@@ -12,6 +12,8 @@ for every callback in list order,
 * ``on_round_end(round_index, row, result)`` after every round, once the round's row
   (:func:`~fedsim.simulation.run_federation` documents its keys) is in
   ``result.round_metrics``,
+* ``on_release(rounds_done, result)`` right after the clients' DP releases (before round 0
+  for a warm start, after the last round otherwise) and before the server reads them,
 * ``on_finish(result)`` once, after the release, the finalisation and the evaluation.
 
 An exception raised by a hook stops the run (tests use that to interrupt one).
@@ -47,14 +49,23 @@ class RunCallback:
     def on_round_end(self, round_index: int, row: dict, result: RunResult) -> None:
         """After round ``round_index`` (0-based; ``row["round"] == round_index + 1``)."""
 
+    def on_release(self, rounds_done: int, result: RunResult) -> None:
+        """After the clients' releases, before the server reads them (``rounds_done``: the
+        rounds run so far)."""
+
     def on_finish(self, result: RunResult) -> None:
         """After the last round, the release, the finalisation and the evaluation."""
 
 
 class CheckpointCallback(RunCallback):
     """Writes a checkpoint (:func:`fedsim.checkpoint.write_checkpoint`) every ``every``
-    rounds and after the last round, then tells the pool which checkpoint a client
-    worker lost later restarts from (:meth:`ClientPool.checkpoint_written`)."""
+    rounds, after the last round and after the clients' releases, then tells the pool
+    which checkpoint a client worker lost later restarts from
+    (:meth:`ClientPool.checkpoint_written`).  The checkpoint after the releases holds
+    them (each client keeps its release), so a ``--resume`` after a crash between the
+    release and the end of the run hands the server the same releases again instead of
+    drawing fresh noise that no accountant charged (two independent releases of the same
+    statistics would carry less noise than the one accounted)."""
 
     def __init__(self, run_dir: str | Path, every: int, total_rounds: int, server, pool: ClientPool,
                  command: Any) -> None:
@@ -73,6 +84,12 @@ class CheckpointCallback(RunCallback):
         rounds_done = round_index + 1
         if rounds_done % self.every and rounds_done != self.total_rounds:
             return
+        self._write(rounds_done, result)
+
+    def on_release(self, rounds_done: int, result: RunResult) -> None:
+        self._write(rounds_done, result)
+
+    def _write(self, rounds_done: int, result: RunResult) -> None:
         seconds = self.seconds_before + time.perf_counter() - self.started
         checkpoint = write_checkpoint(self.run_dir, rounds_done, self.server, self.pool, result.round_metrics,
                                       seconds, self.command)

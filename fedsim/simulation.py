@@ -186,6 +186,8 @@ def run_federation(server: Server, pool: ClientPool, settings: RunSettings, call
         # no second release with fresh noise reaches the server (its accountant keeps the
         # release: the pool confirms accountant states after a release)
         warm_releases = pool.release(pool.client_ids)
+        for callback in callbacks:  # the checkpoint keeps them: a resume never re-releases
+            callback.on_release(0, result)
         getattr(server, "warm_start")(warm_releases)  # optional server method
     for round_index in range(start_round, schedule.rounds):
         round_started = time.perf_counter()
@@ -208,7 +210,11 @@ def run_federation(server: Server, pool: ClientPool, settings: RunSettings, call
         result.round_metrics.append(row)
         for callback in callbacks:
             callback.on_round_end(round_index, row, result)
-    releases = warm_releases if warm_releases is not None else pool.release(pool.client_ids)
+    releases = warm_releases
+    if releases is None:
+        releases = pool.release(pool.client_ids)
+        for callback in callbacks:  # checkpointed before the server reads them (CheckpointCallback)
+            callback.on_release(schedule.rounds, result)
     result.artifact = server.finalize(releases)
     evaluations = pool.evaluate(pool.client_ids, result.artifact, global_test)
     result.evaluations = [kept_test_sets(e, settings.evaluation.test) for e in evaluations]

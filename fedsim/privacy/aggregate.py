@@ -51,8 +51,8 @@ if TYPE_CHECKING:
 
 AGGREGATE_NOTE = (
     "noise_placement=aggregate (min_cohort={cohort}): each client's class-statistics release "
-    "carries noise std sigma_st/sqrt({cohort}), and only the server's SUM over at least {cohort} "
-    "clients carries the noise multiplier sigma_st that epsilon is computed with; the statistics' "
+    "carries the noise multiplier (noise std / sensitivity) sigma_st/sqrt({cohort}), and only the "
+    "server's SUM over at least {cohort} clients carries the noise multiplier sigma_st that epsilon is computed with; the statistics' "
     "guarantee holds for each record against a party that sees only that sum (secure aggregation, "
     "honest clients that keep their noise secret; each client colluding with the server removes "
     "1/{cohort} of the noise variance), NOT against one who sees a client's own release. DP-SGD "

@@ -138,7 +138,9 @@ def coverage(command: Any, releases_synthetic: bool) -> list[dict[str, str]]:
                   if command.evaluation.selection == "global" else "")),
         _entry("metrics.parquet (per-round losses, seconds)", SIMULATOR,
                "losses on a fixed subset of each client's train records, wall-clock time; never sent to a server"),
-        _entry("checkpoints/", SIMULATOR, "every client's private state (model, optimizer, accountant)"),
+        _entry("checkpoints/", SIMULATOR, "every client's private state (model, optimizer, accountant, its own "
+               "statistics release" + (": at aggregate placement a noise share not covered alone, never to be handed "
+                                       "to the server" if privacy.noise_placement == "aggregate" else "") + ")"),
         _entry("Ray events and per-client timing (--backend ray)", SIMULATOR,
                "fault and timing reports of the runtime"),
     ]

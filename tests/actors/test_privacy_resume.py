@@ -11,9 +11,11 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
+from fedsim.algorithms.registry import algorithm_module
+from fedsim.callbacks import RunCallback
 from fedsim.checkpoint import load_checkpoint
 from fedsim.commands.train import TrainCommand
-from fedsim.commands.training_run import run_training
+from fedsim.commands.training_run import prepare, run_settings, run_training
 from fedsim.privacy.config import PrivacyConfig
 from fedsim.privacy.coverage import STATUSES
 from fedsim.privacy.journal import read_journal
@@ -87,3 +89,73 @@ def test_a_plain_private_run_is_dp_where_it_releases(tmp_path):
     assert by_output["synthetic.parquet"] == "dp" and by_output["client updates (sample count, Eq. 10 weights)"] == "dp"
     assert by_output["summary.json and clients.parquet (downstream metrics)"] == "simulator-side"
     assert by_output["privacy_journal.json (runs with checkpoints)"] == "public-by-assumption"
+
+
+class CrashAfterRelease(RunCallback):
+    """Stops the run once the clients' statistics reached the server (a kill after the release)."""
+
+    def on_finish(self, result):
+        raise Killed
+
+
+@pytest.mark.parametrize("algorithm,placement", [("dp-stats", "aggregate"), ("dp-stats", "client"),
+                                                 ("fedhypevae", "aggregate")])
+def test_resume_after_the_release_hands_the_server_the_same_release(tmp_path, monkeypatch, algorithm, placement):
+    """A crash after the final release (secure noise): the resumed run must not draw a second,
+    uncharged release on fresh noise; the server reads the very statistics it read before and
+    every accountant holds one release."""
+    run_dir = tmp_path / "run"
+    privacy = PrivacyConfig(epsilon=2.0, max_records=64, noise_placement=placement)  # secure noise
+    command = tiny_command(algorithm, clients=3, rounds=1, checkpoint_every=1, privacy=privacy, out=run_dir)
+    server_class = type(algorithm_module(algorithm).make_server(prepare(command).spec, run_settings(command)))
+    pooled_reads: list = []
+    original = server_class.finalize
+
+    def finalize(self, releases):
+        pooled_reads.append([torch.cat([r.statistics.counts, r.statistics.sums.ravel()]) for r in releases])
+        return original(self, releases)
+
+    monkeypatch.setattr(server_class, "finalize", finalize)
+    with pytest.raises(Killed):
+        run_training(command, callbacks=[CrashAfterRelease()])
+    run_training(TrainCommand(resume=run_dir, backend="local", progress=False))
+    first, resumed = pooled_reads
+    assert all(torch.equal(a, b) for a, b in zip(first, resumed))
+    ledger = json.loads((run_dir / "privacy.json").read_text())
+    for row in ledger["clients"]:
+        releases = [entry for entry in row["history"] if entry[1] == 1.0 and entry[2] == 1]
+        assert releases == [[row["stats_noise_multiplier"], 1.0, 1]]
+        assert row["epsilon_total"] <= privacy.epsilon * (1 + 1e-6)
+
+
+class KilledInRound0(RunCallback):
+    def on_round_start(self, round_index, ids):
+        raise Killed
+
+
+def test_a_stats_first_run_killed_before_its_first_round_resumes_with_the_same_release(tmp_path, monkeypatch):
+    """The warm start's releases are checkpointed (after 0 rounds) before the server reads
+    them: a run killed in round 0 resumes, and its server warm-starts on the same releases."""
+    from fedsim.algorithms.fedhypevae import FedHypeVAEServer
+
+    run_dir = tmp_path / "run"
+    privacy = PrivacyConfig(epsilon=2.0, max_records=64, noise_placement="aggregate")  # secure noise
+    command = tiny_command("fedhypevae", clients=3, rounds=1, checkpoint_every=1, privacy=privacy, out=run_dir)
+    command = replace(command, fedhypevae=replace(command.fedhypevae, training="stats-first"))
+    reads: list = []
+    original = FedHypeVAEServer.warm_start
+
+    def warm_start(self, releases):
+        reads.append([r.statistics.sums.clone() for r in releases])
+        return original(self, releases)
+
+    monkeypatch.setattr(FedHypeVAEServer, "warm_start", warm_start)
+    with pytest.raises(Killed):
+        run_training(command, callbacks=[KilledInRound0()])
+    assert load_checkpoint(run_dir).rounds_done == 0
+    run_training(TrainCommand(resume=run_dir, backend="local", progress=False))
+    first, resumed = reads
+    assert all(torch.equal(a, b) for a, b in zip(first, resumed))
+    ledger = json.loads((run_dir / "privacy.json").read_text())
+    for row in ledger["clients"]:
+        assert [entry for entry in row["history"] if entry[1:] == [1.0, 1]] == [[row["stats_noise_multiplier"], 1.0, 1]]

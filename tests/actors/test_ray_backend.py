@@ -83,7 +83,7 @@ def test_an_actor_killed_mid_round_does_not_stop_the_run_and_its_steps_stay_coun
 
         checkpoints = CheckpointCallback(tmp_path, 2, command.training.rounds, server, pool, command)
         result = run_federation(server, pool, prepared.settings, [KillDuringRound4(), checkpoints])
-        assert checkpoints.written == [2, 4]
+        assert checkpoints.written == [2, 4, 4]  # rounds 2 and 4, then after the release (before the server reads it)
         events = list(pool.events)
     rows = result.round_metrics
     assert [row["clients"] for row in rows] == [4, 4, 4, 2] and rows[3]["dropped"] == 2
@@ -204,3 +204,49 @@ def test_the_cli_joins_the_cluster_named_by_ray_address(ray_cluster, tmp_path):
     assert (tmp_path / "run" / "summary.json").exists()
     assert len(jobs()) == jobs_before + 1  # the run was a job of this cluster
     assert ray_cluster.is_initialized() and ray_cluster.cluster_resources().get("CPU") == 2
+
+
+class DiesRightAfterItsRelease(ClientActor):
+    """Completes its release task, then dies at the next call (the first instance only: a
+    restarted actor is a new instance that has released nothing)."""
+
+    released_here = False
+
+    def release(self, ids):
+        self.released_here = True
+        return super().release(ids)
+
+    def _die_if_released(self):
+        import os
+
+        if self.released_here and 0 in self.clients:
+            os._exit(1)
+
+    def accountants(self, ids):
+        self._die_if_released()
+        return super().accountants(ids)
+
+    def evaluate(self, ids, artifact, global_test=None):
+        self._die_if_released()
+        return super().evaluate(ids, artifact, global_test)
+
+
+def test_an_actor_lost_right_after_its_release_keeps_the_release_charged(ray_cluster):
+    """dp-stats (aggregate placement): actor 0's release task completes and its releases
+    reach the server, then the actor dies.  The restarted clients' ledgers must still
+    charge that release: the accountant state is confirmed from the release task itself,
+    never from a later call the actor may not live to answer."""
+    from actors.driver import ray_federation
+
+    ray_cluster.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    privacy = replace(tiny_command().privacy, epsilon=2.0, noise_placement="aggregate")
+    command = tiny_command("dp-stats", clients=4, rounds=1, privacy=privacy)
+    prepared = prepare(command)
+    with ray_federation(prepared, RAY, verbose=False, actor_class=DiesRightAfterItsRelease) as (server, pool):
+        result = run_federation(server, pool, prepared.settings)
+        events = list(pool.events)
+    assert [e["event"] for e in events] == ["restart"] and events[0]["clients"] == [0, 1]
+    sigma = result.privacy_records[2].stats_noise_multiplier  # a client that was not restarted
+    for record in result.privacy_records:
+        assert [tuple(entry) for entry in record.history] == [(sigma, 1.0, 1)], record.client_id
+        assert record.epsilon_total == pytest.approx(result.privacy_records[2].epsilon_total)

@@ -195,9 +195,13 @@ class FedHypeVAEClient:
     def release(self) -> DPStatsRelease:
         """DP class statistics (Gaussian mechanism, q = 1), recorded in the accountant so
         that the ledger's ε composes DP-SGD and this release.  ``stats-first``: the one
-        release of :meth:`release_once` (the warm start's and Eq. 11's)."""
+        release of :meth:`release_once` (the warm start's and Eq. 11's).  Asked again (a
+        ``--resume`` from the checkpoint written after the release), the same release: no
+        second mechanism on fresh noise."""
         if self.config.stats_first:
             return self.release_once()
+        if self.released is not None:
+            return self.released
         state, privacy = self.privacy_state, self.privacy_state.privacy
         if state.private:
             state.check_release_fits()
@@ -206,7 +210,8 @@ class FedHypeVAEClient:
             self.stats_noise_multiplier = sigma
         else:
             sigma = 0.0
-        return self._released_statistics(sigma, self.stats_clip_norm)
+        self.released = self._released_statistics(sigma, self.stats_clip_norm)
+        return self.released
 
     def _released_statistics(self, sigma: float, clip_norm: float) -> DPStatsRelease:
         """The Gaussian release of the class statistics for the aggregate's noise multiplier
