@@ -16,6 +16,8 @@ Every run is the project's own code: methods through
 
 Resumable: one Parquet row per finished run in ``--out`` (default
 ``benchmarks/results/privacy_utility.parquet``); a run already there is skipped.
+``--jobs N`` (default ``auto``: one per CPU) runs N at a time in worker processes
+(:mod:`fedsim.commands.worker_pool`); the rows are written by this process, as each run finishes.
 
     python benchmarks/privacy_utility.py --epsilons 1 8 inf --seeds 0 \\
         --methods local-only pooled-real dp-stats fedhypevae [--rounds 30] [--dataset synthetic]
@@ -44,6 +46,7 @@ from fedsim.algorithms.fedhypevae import FedHypeVAEConfig
 from fedsim.algorithms.spec import TrainingConfig
 from fedsim.commands.train import TrainCommand
 from fedsim.commands.training_run import prepare, run_rounds
+from fedsim.commands.worker_pool import check_jobs, resolve_jobs, run_in_workers, worker_threads
 from fedsim.data.federation import DataConfig
 from fedsim.evaluation.blend import ClientEvaluation, select_lambdas
 from fedsim.evaluation.bounds import BOUNDS
@@ -157,6 +160,16 @@ def print_tables(frame: pd.DataFrame) -> None:
                                     if isinstance(v, float) else str(v) for k, v in row.items()) + " |")
 
 
+def run_key(key: tuple[str, str, float, int, int]) -> dict:
+    """:func:`run_one` of a result key ``(dataset, method, epsilon, seed, rounds)``."""
+    dataset, method, epsilon, seed, rounds = key
+    return run_one(method, epsilon, seed, rounds, dataset)
+
+
+def jobs_option(text: str) -> int | str:
+    return "auto" if text == "auto" else int(text)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--epsilons", type=float, nargs="+", default=[1.0, 2.0, 4.0, 8.0, math.inf])
@@ -166,24 +179,28 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=TrainingConfig().rounds)
     parser.add_argument("--dataset", default="synthetic")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--jobs", type=jobs_option, default="auto",
+                        help="runs in parallel worker processes, each with CPUs ÷ jobs torch threads (auto: one "
+                             "per CPU; 1: one after the other in this process); rows are written by this process")
     parser.add_argument("--print-only", action="store_true", help="print the tables of --out and exit")
     args = parser.parse_args()
     frame = pd.read_parquet(args.out) if args.out.exists() else pd.DataFrame()
     if not args.print_only:
-        for seed in args.seeds:
-            for method in args.methods:
-                # bounds do not depend on ε: one run, stored at ε = inf
-                for epsilon in ([math.inf] if method in BOUND_NAMES else args.epsilons):
-                    key = (args.dataset, method, epsilon, seed, args.rounds)
-                    if not frame.empty and ((frame["dataset"] == key[0]) & (frame["method"] == key[1])
-                                            & (frame["epsilon"] == key[2]) & (frame["seed"] == key[3])
-                                            & (frame["rounds"] == key[4])).any():
-                        continue
-                    row = run_one(method, epsilon, seed, args.rounds, args.dataset)
-                    print({k: (round(v, 2) if isinstance(v, float) else v) for k, v in row.items()}, flush=True)
-                    frame = pd.concat([frame, pd.DataFrame([row])], ignore_index=True)
-                    args.out.parent.mkdir(parents=True, exist_ok=True)
-                    frame.to_parquet(args.out, index=False)
+        check_jobs(args.jobs, "--jobs")
+        done = set() if frame.empty else set(frame[["dataset", "method", "epsilon", "seed", "rounds"]]
+                                              .itertuples(index=False, name=None))
+        # bounds do not depend on ε: one run, stored at ε = inf
+        todo = [key for seed in args.seeds for method in args.methods
+                for epsilon in ([math.inf] if method in BOUND_NAMES else args.epsilons)
+                if (key := (args.dataset, method, epsilon, seed, args.rounds)) not in done]
+        jobs = resolve_jobs(args.jobs, 0, len(todo))
+        finished = ((key, run_key(key)) for key in todo) if jobs == 1 else \
+            run_in_workers(run_key, todo, jobs, worker_threads(jobs, 0))
+        for _, row in finished:
+            print({k: (round(v, 2) if isinstance(v, float) else v) for k, v in row.items()}, flush=True)
+            frame = pd.concat([frame, pd.DataFrame([row])], ignore_index=True)
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            frame.to_parquet(args.out, index=False)
     if not frame.empty:
         print_tables(frame)
 

@@ -57,6 +57,8 @@ class TableCommand:
     """Table directory (default: runs/table-<dataset>[-quick]); finished runs in it are reused."""
     progress: bool = True
     """Show a progress bar over runs with an ETA."""
+    jobs: int | Literal["auto"] = "auto"
+    """Runs in parallel, each in its own worker process with its share of the CPUs as torch threads (--run.threads, or CPUs ÷ jobs when that is 0); results are the same as with 1 when --run.threads is fixed.  auto: CPUs ÷ --run.threads (one run per CPU when it is 0), 1 with --run.backend ray; 1: every run in this process, one after the other."""
     run: TrainCommand = RUN_DEFAULTS
     """Every option of the runs: dataset (--run.data.dataset), clients (--run.data.num-clients), rounds (--run.training.rounds, 50 here), ε, δ and C (--run.privacy.*), method models, evaluation, threads, backend (local here).  The table sets each run's algorithm, seed, partition and α itself."""
 
@@ -76,6 +78,7 @@ class TableCommand:
 
     def validate(self) -> None:
         """Check the table's options and every option of its runs before any work starts."""
+        from fedsim.commands.worker_pool import check_jobs
         from fedsim.errors import UserError
 
         if not self.methods:
@@ -102,6 +105,10 @@ class TableCommand:
                 raise UserError(f"{option} {value} conflicts with the table, which sets it for every run; "
                                 f"drop {option} and use {owner}.")
         self.run.validate("--run.")
+        check_jobs(self.jobs, "--jobs")
+        if self.jobs not in ("auto", 1) and self.run.backend == "ray":
+            raise UserError(f"--jobs {self.jobs} runs the table's runs in parallel processes, each with the local "
+                            "backend; drop --run.backend ray or use --jobs 1.")
 
     def execute(self) -> int:
         from fedsim.commands.table_run import run_table

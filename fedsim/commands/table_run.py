@@ -14,6 +14,15 @@ not depend on the method: each is computed once per configuration × seed from t
 federation, and saved and reused like a run (``bound-<name>__<configuration>__seed<k>.json``,
 fingerprinted by the data, evaluation and seed options only).  Their records have
 ``kind = "bound"`` and the reports show them apart, as bounds, not methods.
+
+With ``--jobs N`` (N > 1; ``auto`` where the CPUs allow) the unfinished runs and bounds
+run in N spawned worker processes (:mod:`fedsim.commands.worker_pool`), each with its
+share of the CPUs as torch threads; the records come back to this process, which
+writes each one as it arrives, so resuming works as above and a kill loses only the
+runs in flight.  A run's result does not depend on the process it ran in (the data
+come from the seeds; a worker generates a built-in dataset once,
+:func:`fedsim.data.builtin.generated_dataset`), so the table is the one ``--jobs 1``
+writes when ``--run.threads`` is fixed.
 """
 
 from __future__ import annotations
@@ -25,7 +34,7 @@ import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Iterator, cast
 
 from tqdm import tqdm
 
@@ -33,6 +42,7 @@ from fedsim.algorithms.registry import method
 from fedsim.commands.resume import results_config, same_results_config
 from fedsim.commands.train import TrainCommand
 from fedsim.commands.training_run import run_configuration
+from fedsim.commands.worker_pool import resolve_jobs, run_in_workers, worker_threads
 from fedsim.data.federation import PartitionScheme, load_federation
 from fedsim.errors import UserError
 from fedsim.evaluation.bounds import bound_results
@@ -241,9 +251,7 @@ def run_table(table) -> dict:
     print(f"fedsim table: {len(runs)} runs ({len(runs) - len(todo)} already finished) → {out}", file=sys.stderr)
     write_json_atomic(config_dict(table), out / "table_config.json")
     bar = tqdm(total=len(todo), desc="runs", unit="run", file=sys.stderr, disable=not table.progress)
-    for planned in todo:
-        bar.set_postfix_str(planned.label, refresh=True)
-        record = run_one(planned)
+    for planned, record in finished_runs(table, todo, bar):
         write_json_atomic(record, results / planned.filename)
         records[planned.filename] = record
         bar.update(1)
@@ -253,6 +261,25 @@ def run_table(table) -> dict:
     print((out / "table.md").read_text(encoding="utf-8").split("\n## ")[0])
     print(f"wrote {out / 'table.md'}, table.csv, summary.csv, clients.parquet, table.png", file=sys.stderr)
     return {"ran": len(todo), "reused": len(runs) - len(todo), "summary": summary, "out": out}
+
+
+def finished_runs(table, todo: list[PlannedRun], bar) -> Iterator[tuple[PlannedRun, dict]]:
+    """``(run, record)`` of every run in ``todo`` as it finishes: one after the other in this
+    process with ``--jobs 1`` (or one run to do), else in ``--jobs`` worker processes
+    (:func:`fedsim.commands.worker_pool.run_in_workers`; their records come back here, to
+    be written by this process only)."""
+    threads = table.run.threads
+    jobs = 1 if table.jobs == "auto" and table.run.backend == "ray" else resolve_jobs(table.jobs, threads, len(todo))
+    if jobs == 1:
+        for planned in todo:
+            bar.set_postfix_str(planned.label, refresh=True)
+            yield planned, run_one(planned)
+        return
+    print(f"fedsim table: {jobs} runs at a time, {worker_threads(jobs, threads)} torch thread(s) each",
+          file=sys.stderr)
+    for planned, record in run_in_workers(run_one, todo, jobs, worker_threads(jobs, threads)):
+        bar.set_postfix_str(f"done: {planned.label}", refresh=False)
+        yield planned, record
 
 
 def _settings(table) -> dict[str, str]:

@@ -13,10 +13,16 @@
                      (public, fixed) dataset: ``(x − mean) / std``.
 
 Both scikit-learn datasets ship inside the scikit-learn package.
+
+The generated datasets are a pure function of (name, seed, ``--data.synthetic.*``) and
+each process keeps the last few it generated (:func:`generated_dataset`, arrays
+read-only): the ``table`` command's runs and bounds, which all use the same data seed,
+generate their dataset once per process instead of once per run.
 """
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -57,6 +63,18 @@ def _breast_cancer() -> EmbeddingDataset:
     )
 
 
+@functools.lru_cache(maxsize=2)
+def generated_dataset(name: str, seed: int, synthetic: SyntheticConfig) -> EmbeddingDataset:
+    """``synthetic`` or ``synthetic-organs`` (lower-case ``name``), generated once per process
+    for each (name, seed, options) among the last two asked for; its arrays are read-only,
+    so a caller that would change them in place fails instead of corrupting later runs."""
+    dataset = make_synthetic_organs(synthetic, seed) if name == NAME else make_synthetic(synthetic, seed)
+    for array in (dataset.x, dataset.y, dataset.site, dataset.split):
+        if array is not None:
+            array.flags.writeable = False
+    return dataset
+
+
 def is_builtin(name: str) -> bool:
     """True when ``name`` names a built-in dataset (case and surrounding spaces ignored)."""
     return str(name).strip().lower() in (*BUILTIN_DATASETS, "breast_cancer")
@@ -76,10 +94,8 @@ def load_dataset(
             f"--data.dataset {name!r} is neither a built-in dataset ({', '.join(BUILTIN_DATASETS)}) "
             "nor a path to a .parquet or .npz embedding file."
         )
-    if name.lower() == "synthetic":
-        return make_synthetic(synthetic, seed)
-    if name.lower() == NAME:
-        return make_synthetic_organs(synthetic, seed)
+    if name.lower() in ("synthetic", NAME):
+        return generated_dataset(name.lower(), int(seed), synthetic)
     if name.lower() == "digits":
         return _digits()
     if name.lower() in ("breast-cancer", "breast_cancer"):

@@ -13,7 +13,7 @@ from fedsim.commands import table_run
 from fedsim.commands.table import TableCommand
 from fedsim.run import main
 
-TINY = [
+TINY_OPTIONS = [
     "--run.data.dataset", "synthetic", "--quick", "--run.data.num-clients", "3", "--alphas", "0.5",
     "--no-progress", "--run.threads", "1",
     "--run.data.synthetic.n-samples", "300", "--run.data.synthetic.dim", "8",
@@ -26,6 +26,7 @@ TINY = [
     "--run.evaluation.probe.steps", "20", "--run.privacy.reproducible-noise",
     "--run.privacy.max-records", "256",  # the public bound ≥ the largest client's train records (133)
 ]
+TINY = [*TINY_OPTIONS, "--jobs", "1"]  # in this process (the tests count the runs)
 METHOD_LABELS = ["FedAvg (no DP)", "FedProx (no DP)", "FedLambda (no DP)", "DP-CGAN", "DP-CVAE", "FedHypeVAE",
                  "DP-FedAvg", "DP-FedProx", "dp-stats"]
 BOUND_LABELS = ["local-only (bound)", "pooled-real (bound)", "centralised (bound)"]
@@ -196,3 +197,35 @@ def test_a_record_written_before_an_option_existed_is_reused(tmp_path, count_run
     assert count_runs == []
     assert main(["table", *args, "--run.evaluation.test", "client"]) == 2
     assert "different configuration" in capsys.readouterr().err
+
+
+def run_records(out) -> dict[str, dict]:
+    """Every run's saved record, without its wall time."""
+    records = {path.name: json.loads(path.read_text()) for path in sorted((out / "results").glob("*.json"))}
+    return {name: {key: value for key, value in record.items() if key != "seconds"} for name, record in records.items()}
+
+
+def test_parallel_runs_write_the_sequential_table(tmp_path, capsys):
+    subset = ["--methods", "fedavg", "dp-fedavg", "dp-cvae", "dp-stats", "--bounds", "local-only"]
+    sequential, parallel = tmp_path / "jobs1", tmp_path / "jobs2"
+    assert main(["table", *TINY, *subset, "--out", str(sequential)]) == 0
+    (parallel / "results").mkdir(parents=True)  # an interrupted parallel table: two runs finished
+    for name in ("dp-cvae__iid__seed0.json", "bound-local-only__dirichlet-0.5__seed0.json"):
+        (parallel / "results" / name).write_bytes((sequential / "results" / name).read_bytes())
+    assert main(["table", *TINY_OPTIONS, *subset, "--jobs", "2", "--out", str(parallel)]) == 0
+    err = capsys.readouterr().err
+    assert "10 runs (2 already finished)" in err and "2 runs at a time, 1 torch thread(s) each" in err
+    assert len(run_records(parallel)) == 10 and run_records(parallel) == run_records(sequential)
+    assert (parallel / "table.csv").read_text() == (sequential / "table.csv").read_text()
+
+
+def test_a_workers_user_error_is_the_sequential_one(tmp_path, capsys):
+    # a Dirichlet partition this skewed leaves a client under --data.min-samples: a UserError inside the α runs
+    failing = ["--methods", "fedavg", "--bounds", "local-only", "--alphas", "0.01", "--run.data.min-samples", "90"]
+    errors = []
+    for jobs in ("1", "2"):
+        assert main(["table", *TINY_OPTIONS, *failing, "--jobs", jobs, "--out", str(tmp_path / jobs)]) == 2
+        err = capsys.readouterr().err
+        assert "Traceback" not in err
+        errors.append([line for line in err.splitlines() if line.startswith("error:")])
+    assert errors[0] == errors[1] and len(errors[0]) == 1 and "--data.min-samples 90" in errors[0][0]

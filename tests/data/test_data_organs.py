@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from fedsim.data import organs
-from fedsim.data.builtin import load_dataset
+from fedsim.data.builtin import generated_dataset, load_dataset
 from fedsim.data.federation import DataConfig, load_federation
 from fedsim.data.synthetic import SyntheticConfig, make_synthetic
 from fedsim.errors import UserError
@@ -69,10 +69,18 @@ def test_organs_is_384_dimensional_standardised_and_generated_quickly(organs_384
 
 def test_organs_is_seeded(organs_384):
     dataset, _ = organs_384
-    again = load_dataset("synthetic-organs", seed=0)
+    again = generated_dataset.__wrapped__("synthetic-organs", 0, SyntheticConfig())  # generated anew, not the cached one
     np.testing.assert_array_equal(again.x, dataset.x)
     np.testing.assert_array_equal(again.y, dataset.y)
     np.testing.assert_array_equal(again.site, dataset.site)
+
+
+def test_generated_datasets_are_made_once_per_process_and_read_only(organs_384):
+    dataset, _ = organs_384
+    assert load_dataset("synthetic-organs", seed=0) is dataset
+    assert load_dataset("synthetic-organs", seed=1) is not dataset
+    with pytest.raises(ValueError, match="read-only"):
+        dataset.x[0, 0] = 1.0
 
 
 def test_organs_768_option():
