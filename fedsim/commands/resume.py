@@ -9,6 +9,7 @@ fingerprints, a sweep trial continuing from its checkpoint, and a sweep's defini
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 from typing import Any
 
@@ -25,21 +26,17 @@ def results_config(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
-    """``{"privacy.epsilon": 1.0, ...}``: every leaf field of a (nested) dataclass."""
+    """``{"privacy.epsilon": 1.0, ...}``: every leaf field of a (nested) dataclass or of a
+    nested JSON-ready dict (a saved configuration)."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         out: dict[str, Any] = {}
         for f in dataclasses.fields(value):
             out.update(_flatten(getattr(value, f.name), f"{prefix}{f.name}."))
         return out
-    return {prefix[:-1]: value}
-
-
-def _flatten_json(value: Any, prefix: str = "") -> dict[str, Any]:
-    """``{"privacy.epsilon": 1.0, ...}``: every leaf of a nested JSON-ready dict."""
     if isinstance(value, dict):
-        out: dict[str, Any] = {}
+        out = {}
         for key, item in value.items():
-            out.update(_flatten_json(item, f"{prefix}{key}."))
+            out.update(_flatten(item, f"{prefix}{key}."))
         return out
     return {prefix[:-1]: value}
 
@@ -53,11 +50,9 @@ def same_results_config(saved: dict[str, Any], current: dict[str, Any], default:
 
     The rule assumes what fedsim's options promise: a new option's default reproduces the
     behaviour from before it existed."""
-    import json
-
     def leaves(config: dict[str, Any]) -> dict[str, Any]:
         round_trip = json.loads(json.dumps(config))  # tuples → lists, as in a saved file
-        return {key: value for key, value in _flatten_json(round_trip).items()
+        return {key: value for key, value in _flatten(round_trip).items()
                 if key.split(".")[0] not in RUNTIME_FIELDS}
 
     before, now, base = leaves(saved), leaves(current), leaves(default)

@@ -123,13 +123,19 @@ def secure_standard_normal(count: int) -> Tensor:
     """``count`` float64 N(0, 1) draws: Box–Muller on CSPRNG uniforms (module docstring),
     computed in place in the buffer of the uniforms (one temporary, the cosines)."""
     pairs = (count + 1) // 2
-    normals = _random_words(2 * pairs)
-    radius = normals[:pairs].add_(1.0).mul_(_TWO_POW_MINUS_53).log_().mul_(-2.0).sqrt_()  # u₁ ∈ (0, 1]
-    angle = normals[pairs:].mul_(2.0 * math.pi * _TWO_POW_MINUS_53)  # 2π·u₂, u₂ ∈ [0, 1)
+    return _box_muller_in_place(_random_words(2 * pairs))[:count]
+
+
+def _box_muller_in_place(words: Tensor) -> Tensor:
+    """Box–Muller on an even number of 53-bit words (float64), in their own buffer: the
+    first half becomes ``r cos 2πu₂``, the second ``r sin 2πu₂`` (one temporary, the cosines)."""
+    pairs = words.numel() // 2
+    radius = words[:pairs].add_(1.0).mul_(_TWO_POW_MINUS_53).log_().mul_(-2.0).sqrt_()  # u₁ ∈ (0, 1]
+    angle = words[pairs:].mul_(2.0 * math.pi * _TWO_POW_MINUS_53)  # 2π·u₂, u₂ ∈ [0, 1)
     cosine = torch.cos(angle)
     angle.sin_().mul_(radius)  # second half: r sin 2πu₂
     radius.mul_(cosine)  # first half: r cos 2πu₂
-    return normals[:count]
+    return words
 
 
 def secure_gaussian(count: int, std: float = 1.0) -> Tensor:
@@ -252,13 +258,7 @@ def _benchmark(repeats: int = 20) -> dict[str, float]:
         return statistics.median(times)
 
     def transforms() -> Tensor:  # words → uniforms → Box–Muller → 4-draw sum, as secure_gaussian
-        pairs = words.numel() // 2
-        normals = words.clone()
-        radius = normals[:pairs].add_(1.0).mul_(_TWO_POW_MINUS_53).log_().mul_(-2.0).sqrt_()
-        angle = normals[pairs:].mul_(2.0 * math.pi * _TWO_POW_MINUS_53)
-        cosine = torch.cos(angle)
-        angle.sin_().mul_(radius)
-        radius.mul_(cosine)
+        normals = _box_muller_in_place(words.clone())
         return normals.view(_SUMMED_DRAWS, count).sum(dim=0).mul_(0.5).to(torch.float32)
 
     return {
