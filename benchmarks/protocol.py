@@ -16,8 +16,8 @@ and 4) gets one row saying so.
     python benchmarks/protocol.py [--seed 0] [--datasets synthetic digits breast-cancer]
         [--standardize pooled-train] [--selection global] [--standard-errors 1.5] [--folds 5]
 
-Takes ~10 minutes on 2 cores (the synthetic dataset's 8000 × 384 records dominate; the
-tuned probe's cross-validation makes it ~5× the validation-only rule's time there).
+Takes ~13 minutes on 2 busy cores (the synthetic dataset's 8000 × 384 records dominate; the
+tuned probe's cross-validation makes it ~5–7× the validation-only rule's time there).
 """
 
 from __future__ import annotations
