@@ -18,24 +18,49 @@
     from the strongest regularisation (smallest C) to the weakest, each warm-started
     at the previous solution.
 
-    **Selection rule (validation data only).**  The candidates, in this order, are the
-    reference probe (when ``include_reference``) and the converged probe at each C
-    from the smallest to the largest — most regularised first.  Each is scored on the
-    client's *validation* split by balanced accuracy over the classes present there,
-    BACC = (1/K_v) Σ_c a_c.  Validation splits are small (~100 records, classes
-    missing), so the rule is a one-standard-error rule: with ``s*`` the best score,
-    ``se*`` its standard error and ``m`` = ``standard_errors`` (1 by default),
+    **Selection rule (validation and train data only).**  The candidates are the
+    converged probes at each C from the smallest to the largest — most regularised
+    first — and, when ``include_reference``, the reference probe as the *incumbent*.
 
-        se = sqrt(Σ_c ã_c (1 − ã_c) / n_c) / K_v,   ã_c = (correct_c + 1) / (n_c + 2)
+    *Evidence.*  Validation splits are tiny (breast-cancer: ~10 records per client,
+    classes missing), so each candidate is scored on every out-of-sample prediction
+    available without the test split: the client's validation split, predicted by the
+    candidate fitted on the whole train set, and — with ``folds`` = k ≥ 2 — every train
+    record, predicted by the candidate fitted on the other k − 1 folds of a stratified
+    k-fold split of the train set (seeded by ``(seed, "probe-folds", *tags)``; each
+    fold's probes are fitted as the full ones: the converged ones to the same tolerance,
+    warm-started at the full fit of the same C, the k reference probes in one batched
+    Adam run with tags ``(*tags, "fold", f)``, :func:`train_linear_folds`).  For the global probe of the blend the train set is the
+    synthetic (or pooled-real) set, so its folds measure the fit to that set and the
+    validation split the transfer to the client's real data.
+
+    *Score.*  Balanced accuracy over the classes present in the evidence,
+    BACC = (1/K) Σ_c a_c, and its standard error
+
+        se = sqrt(Σ_c ã_c (1 − ã_c) / n_c) / K,   ã_c = (correct_c + 1) / (n_c + 2)
 
     (the Agresti–Coull-style ``ã_c`` keeps se > 0 when a class is all right or all
-    wrong), the chosen candidate is the *first* one — the most regularised, the
-    reference probe before any converged one — whose score is ≥ ``s* − m · se*``.  An
-    empty validation split chooses the first candidate.  The test split is never an
-    argument of anything here.
+    wrong).
 
-Probes trained on synthetic data (the "global" probe of the blend) are chosen on the
-client's real validation split in the same way.
+    *Choice.*  With ``m`` = ``standard_errors`` (1 by default):
+
+    1. among the converged probes, the one-standard-error rule: the *first* (most
+       regularised) whose score is ≥ ``s* − m · se*`` (``s*`` the best score, ``se*``
+       its standard error);
+    2. the reference probe stays unless that probe beats it on the same records by
+       more than ``m`` standard errors of the *paired* difference,
+
+        Δ = (1/K) Σ_c (w_c − l_c) / n_c,   se_Δ = sqrt(Σ_c [(w̃_c + l̃_c) − (w̃_c − l̃_c)²] / (n_c + 1)) / K,
+
+       with ``w_c`` (``l_c``) the class-c records the challenger gets right and the
+       reference wrong (and vice versa), ``w̃_c = (w_c + ½)/(n_c + 1)``, ``l̃_c`` alike
+       (half a pseudo-record of each kind, so one discordant record among a handful
+       is not evidence).  Records both get right or both get wrong cancel, which
+       makes the test far sharper than comparing two unpaired scores.
+
+    Without evidence (an empty validation split and ``folds`` = 0) the reference probe
+    (else the most regularised) is chosen.  The test split is never an argument of
+    anything here.
 """
 
 from __future__ import annotations
@@ -46,7 +71,7 @@ from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
-from fedsim.evaluation.classifier import LinearProbeConfig, predict_proba, train_linear
+from fedsim.evaluation.classifier import LinearProbeConfig, predict_proba, train_linear, train_linear_folds
 
 if TYPE_CHECKING:
     from torch import nn
@@ -89,8 +114,9 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, num_classes: int, inverse_l2: flo
                  start: LogisticProbe | None = None) -> LogisticProbe:
     """Minimise ``f`` of the module docstring by full-batch L-BFGS (float64, analytic
     gradient; SciPy's L-BFGS-B without bounds, ~3× less overhead per iteration than
-    ``torch.optim.LBFGS`` on these small problems), from zero or from ``start`` (a probe
-    fitted on the same data, for a warm start)."""
+    ``torch.optim.LBFGS`` on these small problems), from zero or from ``start`` (a warm
+    start: a probe fitted on the same data at another C, or on a superset of the data,
+    whose classes include these; its rows of the classes present here are used)."""
     from scipy.optimize import minimize
 
     classes, codes = np.unique(np.asarray(y, dtype=np.int64), return_inverse=True)
@@ -113,8 +139,9 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, num_classes: int, inverse_l2: flo
         return float(loss), gradient
 
     theta = np.zeros(present * (dim + 1))
-    if start is not None:
-        theta = np.concatenate([start.weight.ravel(), start.bias])
+    if start is not None and np.isin(classes, start.classes).all():
+        rows = np.searchsorted(start.classes, classes)   # the rows of the classes present here
+        theta = np.concatenate([start.weight[rows].ravel(), start.bias[rows]])
     result = minimize(objective, theta, jac=True, method="L-BFGS-B",
                       options={"maxiter": max_iter, "gtol": tolerance, "ftol": 1e-15, "maxcor": 20})
     _, gradient = objective(result.x)
@@ -147,13 +174,15 @@ def one_standard_error_choice(scores: np.ndarray, standard_errors: np.ndarray, m
 
 @dataclass(frozen=True, eq=False)
 class FittedProbe:
-    """The chosen probe of one train set, and how it was chosen (validation only)."""
+    """The chosen probe of one train set, and how it was chosen (validation and train data only)."""
 
     name: str                                        # "reference" or "C=<value>"
     probabilities: Probabilities
     candidates: tuple[str, ...] = ()
-    val_bacc: tuple[float, ...] = ()
+    val_bacc: tuple[float, ...] = ()                 # each candidate's BACC on the validation split alone
     models: dict = field(default_factory=dict)       # candidate name -> fitted model
+    scores: tuple[float, ...] = ()                   # each candidate's BACC on all the evidence (the choice)
+    evidence: int = 0                                # records of the evidence (validation + out-of-fold train)
 
 
 def candidate_name(inverse_l2: float) -> str:
@@ -164,8 +193,10 @@ def candidate_name(inverse_l2: float) -> str:
 def fit_probe(x: np.ndarray, y: np.ndarray, num_classes: int, x_val: np.ndarray, y_val: np.ndarray,
               config: LinearProbeConfig, seed: int, *tags: int | str) -> FittedProbe:
     """The probe of ``config.preset`` trained on ``(x, y)``; ``tuned`` chooses among its
-    candidates on ``(x_val, y_val)`` by the module's one-standard-error rule.  ``seed``
-    and ``tags`` seed the reference probe (as :func:`train_linear`)."""
+    candidates on ``(x_val, y_val)`` and out-of-fold predictions of ``(x, y)`` by the
+    module's rule (one standard error among the converged probes, then a paired test
+    against the reference probe).  ``seed`` and ``tags`` seed the reference probe (as
+    :func:`train_linear`) and the folds."""
     models: dict[str, nn.Linear | LogisticProbe] = {}
     candidates: list[tuple[str, Probabilities]] = []
     if config.preset == "reference" or config.include_reference:
@@ -175,13 +206,83 @@ def fit_probe(x: np.ndarray, y: np.ndarray, num_classes: int, x_val: np.ndarray,
     if config.preset == "reference":
         return FittedProbe("reference", candidates[0][1], ("reference",), (), models)
     previous = None
+    converged: dict[str, LogisticProbe] = {}
     for inverse_l2 in sorted(config.inverse_l2):
         previous = fit_logistic(x, y, num_classes, inverse_l2, config.class_weight, config.max_iter,
                                 config.tolerance, previous)
-        models[candidate_name(inverse_l2)] = previous
+        models[candidate_name(inverse_l2)] = converged[candidate_name(inverse_l2)] = previous
         candidates.append((candidate_name(inverse_l2), previous.probabilities))
-    scored = [validation_score(y_val, proba(x_val)) for _, proba in candidates]
-    scores = np.array([s for s, _ in scored])
-    chosen = one_standard_error_choice(scores, np.array([e for _, e in scored]), config.standard_errors)
-    return FittedProbe(candidates[chosen][0], candidates[chosen][1], tuple(n for n, _ in candidates),
-                       tuple(float(s) for s in scores), models)
+    names = tuple(name for name, _ in candidates)
+    val_probabilities = [proba(x_val) for _, proba in candidates]
+    labels, predictions = np.asarray(y_val), val_probabilities
+    if config.folds >= 2:
+        held_out = out_of_fold(x, y, num_classes, config, converged, seed, *tags)
+        labels = np.concatenate([labels, np.asarray(y)])
+        predictions = [np.concatenate([p, held_out[name]]) for p, name in zip(val_probabilities, names)]
+    scored = [validation_score(labels, p) for p in predictions]
+    scores, errors = np.array([s for s, _ in scored]), np.array([e for _, e in scored])
+    first = 1 if names[0] == "reference" else 0
+    chosen = first + one_standard_error_choice(scores[first:], errors[first:], config.standard_errors)
+    if first:  # no evidence: the gain is NaN and the reference stays
+        gain, standard_error = paired_gain(labels, predictions[chosen], predictions[0])
+        if not gain > config.standard_errors * standard_error:
+            chosen = 0
+    return FittedProbe(names[chosen], candidates[chosen][1], names,
+                       tuple(float(validation_score(y_val, p)[0]) for p in val_probabilities), models,
+                       tuple(float(s) for s in scores), len(labels))
+
+
+def paired_gain(y: np.ndarray, challenger: np.ndarray, incumbent: np.ndarray) -> tuple[float, float]:
+    """``(Δ, se_Δ)`` of the module docstring: the challenger's balanced accuracy minus the
+    incumbent's on the same records (over the classes present in ``y``) and the paired
+    standard error of that difference."""
+    y = np.asarray(y)
+    if len(y) == 0:
+        return float("nan"), float("nan")
+    challenger_right, incumbent_right = challenger.argmax(axis=1) == y, incumbent.argmax(axis=1) == y
+    classes, counts = np.unique(y, return_counts=True)
+    wins = np.array([np.sum(challenger_right & ~incumbent_right & (y == c)) for c in classes])
+    losses = np.array([np.sum(~challenger_right & incumbent_right & (y == c)) for c in classes])
+    smoothed_wins, smoothed_losses = (wins + 0.5) / (counts + 1.0), (losses + 0.5) / (counts + 1.0)
+    variance = (smoothed_wins + smoothed_losses - (smoothed_wins - smoothed_losses) ** 2) / (counts + 1.0)
+    return float(np.mean((wins - losses) / counts)), float(np.sqrt(variance.sum()) / len(classes))
+
+
+def stratified_folds(y: np.ndarray, folds: int, rng: np.random.Generator) -> np.ndarray:
+    """Fold index in ``[0, folds)`` of each record: the records of each class, in random
+    order, dealt round-robin, one class after the other (so every fold holds ⌊n_c/k⌋ or
+    ⌈n_c/k⌉ records of class c)."""
+    y = np.asarray(y)
+    order = np.concatenate([rng.permutation(np.flatnonzero(y == c)) for c in np.unique(y)])
+    assignment = np.empty(len(y), dtype=np.int64)
+    assignment[order] = np.arange(len(y)) % folds
+    return assignment
+
+
+def out_of_fold(x: np.ndarray, y: np.ndarray, num_classes: int, config: LinearProbeConfig,
+                full: dict[str, LogisticProbe], seed: int, *tags: int | str) -> dict[str, np.ndarray]:
+    """Candidate name → ``(n, num_classes)`` probabilities of each train record by that
+    candidate fitted on the other ``config.folds`` − 1 folds (:func:`stratified_folds`);
+    each fold's converged fits start from ``full``'s at the same C (fitted on all of
+    ``(x, y)``: near the fold's optimum, so few iterations)."""
+    from fedsim.seeding import numpy_rng
+
+    y = np.asarray(y)
+    assignment = stratified_folds(y, config.folds, numpy_rng(seed, "probe-folds", *tags))
+    names = (["reference"] if config.include_reference else []) + [candidate_name(c) for c in config.inverse_l2]
+    out = {name: np.zeros((len(y), num_classes)) for name in names}
+    kept_by_fold = assignment[None, :] != np.arange(config.folds)[:, None]
+    if config.include_reference:
+        references = train_linear_folds(x, y, num_classes, config, kept_by_fold, seed, *tags)
+        for fold, reference in enumerate(references):
+            held = ~kept_by_fold[fold]
+            out["reference"][held] = predict_proba(reference, x[held])
+    for fold in range(config.folds):
+        held, kept = assignment == fold, assignment != fold
+        if not held.any():
+            continue
+        for inverse_l2 in config.inverse_l2:
+            fitted = fit_logistic(x[kept], y[kept], num_classes, inverse_l2, config.class_weight, config.max_iter,
+                                  config.tolerance, full[candidate_name(inverse_l2)])
+            out[candidate_name(inverse_l2)][held] = fitted.probabilities(x[held])
+    return out

@@ -1,5 +1,6 @@
 """The probe presets: ``tuned`` converges to scikit-learn's logistic regression, chooses
-by the one-standard-error rule on validation data only, and ``reference`` reproduces
+on validation data and out-of-fold predictions of its train set only (one standard
+error, then a paired test against the reference probe), and ``reference`` reproduces
 the reference probe's numbers exactly."""
 
 from __future__ import annotations
@@ -15,9 +16,11 @@ from fedsim.data.dataset import EmbeddingDataset
 from fedsim.data.federation import DataConfig, build_federation
 from fedsim.errors import UserError
 from fedsim.evaluation.blend import DEFAULT_LAMBDAS, blend_evaluation
-from fedsim.evaluation.classifier import LinearProbeConfig, predict_proba, train_linear
+from fedsim.evaluation.classifier import LinearProbeConfig, predict_proba, train_linear, train_linear_folds
 from fedsim.evaluation.downstream import EvaluationConfig, evaluate_with_synthetic
-from fedsim.evaluation.probe import fit_logistic, fit_probe, one_standard_error_choice, validation_score
+from fedsim.evaluation.probe import (candidate_name, fit_logistic, fit_probe, one_standard_error_choice, out_of_fold,
+                                     paired_gain, stratified_folds, validation_score)
+from fedsim.seeding import numpy_rng
 
 
 def overlapping_blobs(n: int = 300, dim: int = 8, classes: int = 4, seed: int = 0):
@@ -97,9 +100,85 @@ def test_tuned_choice_follows_validation_data():
                                                      predict_proba(fitted.models[name], x[300:]))[0]
                                     for name in fitted.candidates)
     # validation = train: the least-regularised probe fits it best, by more than one SE
-    memorised = fit_probe(x[:60], y[:60], 4, x[:60], y[:60], LinearProbeConfig(inverse_l2=(1e-4, 1e3),
+    # (folds=0: the validation split is the only evidence)
+    memorised = fit_probe(x[:60], y[:60], 4, x[:60], y[:60], LinearProbeConfig(inverse_l2=(1e-4, 1e3), folds=0,
                                                                                 include_reference=False), 0)
-    assert memorised.name == "C=1000"
+    assert memorised.name == "C=1000" and memorised.evidence == 60
+
+
+def test_stratified_folds_deal_each_class_round_robin():
+    y = np.repeat([0, 1, 2, 5], [13, 2, 7, 1])
+    assignment = stratified_folds(y, 5, np.random.default_rng(0))
+    assert set(assignment) <= set(range(5))
+    for c in np.unique(y):
+        counts = np.bincount(assignment[y == c], minlength=5)
+        assert counts.max() - counts.min() <= 1 and counts.sum() == np.sum(y == c)
+    np.testing.assert_array_equal(assignment, stratified_folds(y, 5, np.random.default_rng(0)))
+
+
+def test_batched_fold_references_follow_their_own_reference_training():
+    x, y = overlapping_blobs(90)
+    kept = stratified_folds(y, 3, np.random.default_rng(1))[None, :] != np.arange(3)[:, None]
+    config = LinearProbeConfig()
+    batched = train_linear_folds(x, y, 5, config, kept, 4, "global", 2)
+    for fold, model in enumerate(batched):
+        alone = train_linear(x[kept[fold]], y[kept[fold]], 5, config, 4, "global", 2, "fold", fold)
+        np.testing.assert_allclose(predict_proba(model, x), predict_proba(alone, x), atol=1e-5)
+
+
+def test_out_of_fold_predictions_come_from_fits_on_the_other_folds():
+    x, y = overlapping_blobs(120)
+    config = LinearProbeConfig(inverse_l2=(0.01, 1.0), folds=4, tolerance=1e-9, max_iter=2000)
+    full = {candidate_name(c): fit_logistic(x, y, 4, c, tolerance=1e-9, max_iter=2000) for c in config.inverse_l2}
+    got = out_of_fold(x, y, 4, config, full, 6, "local", 3)
+    assignment = stratified_folds(y, 4, numpy_rng(6, "probe-folds", "local", 3))
+    kept = assignment[None, :] != np.arange(4)[:, None]
+    references = train_linear_folds(x, y, 4, config, kept, 6, "local", 3)
+    for fold in range(4):
+        held = assignment == fold
+        for c in config.inverse_l2:  # cold start on the kept records: the same optimum
+            cold = fit_logistic(x[~held], y[~held], 4, c, tolerance=1e-9, max_iter=2000)
+            np.testing.assert_allclose(got[candidate_name(c)][held], cold.probabilities(x[held]), atol=1e-5)
+        np.testing.assert_array_equal(got["reference"][held], predict_proba(references[fold], x[held]))
+
+
+def test_paired_gain_against_an_independent_computation():
+    rng = np.random.default_rng(2)
+    y = rng.integers(0, 3, 40)
+    challenger, incumbent = rng.random((40, 3)), rng.random((40, 3))
+    gain, standard_error = paired_gain(y, challenger, incumbent)
+    assert gain == pytest.approx(balanced_accuracy_score(y, challenger.argmax(1))
+                                 - balanced_accuracy_score(y, incumbent.argmax(1)))
+    variance = 0.0
+    for c in range(3):
+        rows = [i for i in range(40) if y[i] == c]
+        wins = sum(challenger[i].argmax() == c != incumbent[i].argmax() for i in rows)
+        losses = sum(incumbent[i].argmax() == c != challenger[i].argmax() for i in rows)
+        w, l_ = (wins + 0.5) / (len(rows) + 1), (losses + 0.5) / (len(rows) + 1)
+        variance += (w + l_ - (w - l_) ** 2) / (len(rows) + 1)
+    assert standard_error == pytest.approx(np.sqrt(variance) / 3)
+
+
+def test_reference_probe_stays_unless_significantly_beaten():
+    x, y = overlapping_blobs(400)
+    config = LinearProbeConfig(inverse_l2=(0.01,), folds=0)
+    full = fit_probe(x[:300], y[:300], 4, x[300:], y[300:], config, 0, "local", 0)
+    reference, converged = (predict_proba(full.models["reference"], x[300:]),
+                            full.models["C=0.01"].probabilities(x[300:]))
+    right_r, right_c = reference.argmax(1) == y[300:], converged.argmax(1) == y[300:]
+    # a validation split of 3 records per class both probes get right, plus one only the
+    # converged probe gets right: a gain of one record is no evidence, the reference stays
+    both = np.concatenate([np.flatnonzero(right_r & right_c & (y[300:] == c))[:3] for c in range(4)])
+    split = 300 + np.append(both, np.flatnonzero(right_c & ~right_r)[0])
+    small = fit_probe(x[:300], y[:300], 4, x[split], y[split], config, 0, "local", 0)
+    gain, standard_error = paired_gain(y[split], converged[split - 300], reference[split - 300])
+    assert 0 < gain < standard_error and small.name == "reference"
+    # no evidence at all: the reference
+    assert fit_probe(x[:300], y[:300], 4, x[:0], y[:0], config, 0, "local", 0).name == "reference"
+    # far from converged vs converged, judged on 100 validation + 300 out-of-fold records: replaced
+    large = fit_probe(x[:300], y[:300], 4, x[300:], y[300:], LinearProbeConfig(), 0, "local", 0)
+    assert large.name != "reference" and large.evidence == 400
+    assert large.scores[large.candidates.index(large.name)] > large.scores[0]
 
 
 def test_reference_preset_reproduces_the_reference_protocol_bit_for_bit():
@@ -141,13 +220,17 @@ def poison_test(federation, seed: int = 1):
     return dataclasses.replace(federation, clients=clients)
 
 
-def test_tuned_selection_reads_validation_only():
+@pytest.mark.parametrize("folds", [0, 5])
+def test_tuned_selection_reads_validation_and_train_only(folds):
+    """The test split poisoned: same probes, same validation curve (with and without the
+    out-of-fold evidence of the train sets)."""
     federation = skewed_federation()
     poisoned = poison_test(federation)
+    probe = dataclasses.replace(EvaluationConfig().probe, folds=folds)
     for clean, dirty in zip(federation.clients, poisoned.clients):
         synthetic_x, synthetic_y = clean.x_train[::-1].copy(), clean.y_train[::-1].copy()
-        a = evaluate_with_synthetic(clean, synthetic_x, synthetic_y, EvaluationConfig().probe, 0)
-        b = evaluate_with_synthetic(dirty, synthetic_x, synthetic_y, EvaluationConfig().probe, 0)
+        a = evaluate_with_synthetic(clean, synthetic_x, synthetic_y, probe, 0)
+        b = evaluate_with_synthetic(dirty, synthetic_x, synthetic_y, probe, 0)
         assert a.probes == b.probes
         np.testing.assert_array_equal(a.val_acc, b.val_acc)
         assert not np.array_equal(a.test["acc"], b.test["acc"])  # the poison reached the test split
@@ -155,7 +238,7 @@ def test_tuned_selection_reads_validation_only():
 
 @pytest.mark.parametrize("option,value", [("preset", "converged"), ("inverse_l2", (0.1, 0.0)),
                                           ("inverse_l2", ()), ("max_iter", 0), ("tolerance", -1.0),
-                                          ("class_weight", "auto")])
+                                          ("class_weight", "auto"), ("folds", 1), ("folds", -2)])
 def test_bad_probe_options_are_user_errors(option, value):
     config = dataclasses.replace(LinearProbeConfig(), **{option: value})
     if option == "inverse_l2" and value == ():
