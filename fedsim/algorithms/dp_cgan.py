@@ -114,7 +114,12 @@ class DPCGANClient(GenerativeClient[ConditionalGAN]):
                           penalty=lambda: model.fake_loss(fake, fake_onehot))
         z, fake_onehot = self._fake_conditions()
         self.generator_optimizer.zero_grad(set_to_none=True)
-        model.generator_loss(z, fake_onehot).backward()
+        generator = list(model.generator.parameters())
+        # gradients of G only: D's weight gradients would be computed and then discarded
+        # (the next D step starts from zero); G's gradients are the same either way
+        gradients = torch.autograd.grad(model.generator_loss(z, fake_onehot), generator)
+        for parameter, gradient in zip(generator, gradients):
+            parameter.grad = gradient
         self.generator_optimizer.step()
 
     @torch.no_grad()
