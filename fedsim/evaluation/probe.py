@@ -124,13 +124,14 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, num_classes: int, inverse_l2: flo
     if present < 2:  # one class seen: it gets probability 1, nothing to fit
         return LogisticProbe(np.zeros((present, dim)), np.zeros(present), classes, num_classes, 0.0, 0)
     features = np.asarray(x, dtype=np.float64)
+    features_t = np.ascontiguousarray(features.T)  # (d, n): the logits' product below
     onehot = np.eye(present)[codes]
     scaled = record_weights(codes, present, class_weight) / n
     penalty = 1.0 / (2.0 * inverse_l2 * n)
 
     def objective(theta: np.ndarray) -> tuple[float, np.ndarray]:
         weight, bias = theta[:present * dim].reshape(present, dim), theta[present * dim:]
-        logits = features @ weight.T + bias
+        logits = _logits(weight, features_t, bias)
         peak = logits.max(axis=1, keepdims=True)
         log_normaliser = peak[:, 0] + np.log(np.exp(logits - peak).sum(axis=1))
         loss = scaled @ (log_normaliser - (logits * onehot).sum(axis=1)) + penalty * (weight * weight).sum()
@@ -147,6 +148,17 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, num_classes: int, inverse_l2: flo
     _, gradient = objective(result.x)
     return LogisticProbe(result.x[:present * dim].reshape(present, dim).copy(), result.x[present * dim:].copy(),
                          classes, num_classes, float(np.abs(gradient).max()), int(result.nit))
+
+
+def _logits(weight: np.ndarray, features_t: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    """``x W^T + b`` as a C-ordered ``(n, K)`` array, computed as ``(W x^T)^T`` from the
+    transposed features: 2× faster for the skinny ``K ≈ 10`` product of every objective
+    evaluation, and the same bits with OpenBLAS (each entry is the same dot product; the
+    C order keeps the row reductions that follow on the same summation order as before;
+    ``tests/evaluation/test_probe.py``)."""
+    logits = np.ascontiguousarray((weight @ features_t).T)
+    logits += bias
+    return logits
 
 
 def validation_score(y_val: np.ndarray, probabilities: np.ndarray) -> tuple[float, float]:

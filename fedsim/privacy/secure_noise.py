@@ -92,25 +92,37 @@ _SUMMED_DRAWS = 4  # Opacus' 2n with n = 2 (module docstring)
 _KEY_BYTES = 32  # a 256-bit ChaCha20 key
 _NONCE = bytes(16)  # 32-bit block counter 0 ‖ 96-bit nonce 0: each key encrypts one stream
 _BYTES_PER_KEY = 2**30  # ≪ 2³² blocks of 64 bytes: the block counter never wraps
+_CHUNK_BYTES = 2**20  # zeros encrypted per call into the output buffer (random_bytes)
 
 
-def random_bytes(count: int) -> bytes:
+def random_bytes(count: int) -> bytearray:
     """``count`` bytes of the ChaCha20 keystream under fresh 256-bit keys from ``os.urandom``
-    (one key per started GiB; module docstring, "Random bytes")."""
+    (one key per started GiB; module docstring, "Random bytes").
+
+    The keystream is written in place into one fresh buffer, ``_CHUNK_BYTES`` of zeros
+    encrypted at a time (the cipher continues its stream across calls, so the bytes are
+    those of one encryption of ``count`` zeros): 3–4× faster for the ~30 MB of a
+    DP-CGAN step than encrypting a ``count``-byte zero string into a new one."""
     from cryptography.hazmat.primitives.ciphers import Cipher, algorithms  # ~30 ms: off the import path
 
-    chunks = [b""]
+    out = bytearray(count)
+    view, zeros = memoryview(out), memoryview(bytes(min(_CHUNK_BYTES, count)))  # the plaintext: zeros
     for start in range(0, count, _BYTES_PER_KEY):
-        size = min(_BYTES_PER_KEY, count - start)
-        cipher = Cipher(algorithms.ChaCha20(os.urandom(_KEY_BYTES), _NONCE), mode=None)
-        chunks.append(cipher.encryptor().update(bytes(size)))
-    return chunks[-1] if len(chunks) <= 2 else b"".join(chunks)
+        end = min(count, start + _BYTES_PER_KEY)
+        encryptor = Cipher(algorithms.ChaCha20(os.urandom(_KEY_BYTES), _NONCE), mode=None).encryptor()
+        for offset in range(start, end, _CHUNK_BYTES):
+            size = min(_CHUNK_BYTES, end - offset)
+            encryptor.update_into(zeros[:size], view[offset:offset + size])
+    return out
 
 
 def _random_words(count: int) -> Tensor:
     """``count`` uniform integers on ``{0, …, 2⁵³ − 1}`` (the top 53 bits of 8 random
     bytes each), as float64 (exact: every such integer is a float64)."""
-    words = np.frombuffer(random_bytes(8 * count), dtype=np.uint64) >> np.uint64(64 - _MANTISSA_BITS)
+    words = np.frombuffer(random_bytes(8 * count), dtype=np.uint64)
+    if not words.flags.writeable:  # a read-only buffer (tests' known bytes): shift a copy
+        words = words.copy()
+    words >>= np.uint64(64 - _MANTISSA_BITS)  # in place, in the buffer of the bytes
     return torch.from_numpy(words.view(np.int64)).to(torch.float64)  # < 2⁵³: the int64 view is exact
 
 
@@ -130,7 +142,11 @@ def _box_muller_in_place(words: Tensor) -> Tensor:
     """Box–Muller on an even number of 53-bit words (float64), in their own buffer: the
     first half becomes ``r cos 2πu₂``, the second ``r sin 2πu₂`` (one temporary, the cosines)."""
     pairs = words.numel() // 2
-    radius = words[:pairs].add_(1.0).mul_(_TWO_POW_MINUS_53).log_().mul_(-2.0).sqrt_()  # u₁ ∈ (0, 1]
+    radius = words[:pairs].add_(1.0).mul_(_TWO_POW_MINUS_53)  # u₁ ∈ (0, 1]
+    values = radius.numpy()  # the same buffer: NumPy's float64 log and sqrt are 2–10× faster here than torch's
+    np.log(values, out=values)
+    values *= -2.0
+    np.sqrt(values, out=values)
     angle = words[pairs:].mul_(2.0 * math.pi * _TWO_POW_MINUS_53)  # 2π·u₂, u₂ ∈ [0, 1)
     cosine = torch.cos(angle)
     angle.sin_().mul_(radius)  # second half: r sin 2πu₂

@@ -66,6 +66,30 @@ def test_generator_step_reads_no_record(federation):
         assert torch.equal(value, generators[1][name])
 
 
+def test_generator_step_equals_a_full_backward(federation):
+    """The generator step differentiates G only (issue #17): after a few local steps, its
+    update is bit for bit that of ``generator_loss(z, ỹ).backward()`` (which also fills
+    D's gradients), and it leaves no gradient on D."""
+    clients = [DPCGANClient(federation.clients[0], spec_of(federation), SMALL,
+                            PrivacyConfig(epsilon=1.0, reproducible_noise=True),
+                            TrainingConfig(rounds=1, batch_size=BATCH), EvaluationConfig(), seed=0)
+               for _ in range(2)]
+    for _ in range(3):
+        for client in clients:
+            client.local_step()
+    fast, plain = clients
+    fast.model.zero_grad(set_to_none=True)
+    fast.generator_step()
+    z, onehot = plain._fake_conditions()
+    plain.generator_optimizer.zero_grad(set_to_none=True)
+    plain.model.generator_loss(z, onehot).backward()
+    plain.generator_optimizer.step()
+    assert all(p.grad is None for p in fast.model.discriminator.parameters())
+    for (name, value), other in zip(fast.model.state_dict().items(), plain.model.state_dict().values()):
+        assert torch.equal(value, other), name
+    assert torch.equal(fast.rng.get_state(), plain.rng.get_state())
+
+
 def test_ledger_counts_discriminator_steps_and_label_release(private_run):
     result, _, pool, _ = private_run
     for record, client in zip(result.privacy_records, pool.clients.values()):

@@ -18,6 +18,7 @@ from fedsim.errors import UserError
 from fedsim.evaluation.blend import DEFAULT_LAMBDAS, blend_evaluation
 from fedsim.evaluation.classifier import LinearProbeConfig, predict_proba, train_linear, train_linear_folds
 from fedsim.evaluation.downstream import EvaluationConfig, evaluate_with_synthetic
+from fedsim.evaluation import probe
 from fedsim.evaluation.probe import (candidate_name, fit_logistic, fit_probe, one_standard_error_choice, out_of_fold,
                                      paired_gain, stratified_folds, validation_score)
 from fedsim.seeding import numpy_rng
@@ -56,6 +57,26 @@ def test_warm_start_reaches_the_same_optimum():
     cold = fit_logistic(x, y, 4, 0.3, tolerance=1e-8)
     warm = fit_logistic(x, y, 4, 0.3, tolerance=1e-8, start=fit_logistic(x, y, 4, 0.03))
     np.testing.assert_allclose(warm.probabilities(x), cold.probabilities(x), atol=1e-6)
+
+
+def test_logits_from_transposed_features_match_the_plain_product(monkeypatch):
+    """The objective's logits ``(W xᵀ)ᵀ + b`` (issue #17) are ``x Wᵀ + b`` in the same C
+    order, and the fitted probe equals the one fitted with the plain product: to the bit
+    with this project's OpenBLAS, asserted to 1e-13 (another BLAS may order a dot product
+    differently)."""
+    rng = np.random.default_rng(3)
+    x, w, b = rng.standard_normal((500, 384)), rng.standard_normal((11, 384)), rng.standard_normal(11)
+    logits = probe._logits(w, np.ascontiguousarray(x.T), b)
+    assert logits.flags.c_contiguous
+    np.testing.assert_allclose(logits, x @ w.T + b, rtol=1e-13, atol=1e-13)
+    features, labels = overlapping_blobs(n=400, dim=32, classes=5)
+    fast = fit_logistic(features, labels, 5, 10.0)
+    monkeypatch.setattr(probe, "_logits",  # the expression before: x (C order) @ Wᵀ + b
+                        lambda weight, features_t, bias: np.ascontiguousarray(features_t.T) @ weight.T + bias)
+    plain = fit_logistic(features, labels, 5, 10.0)
+    assert fast.iterations == plain.iterations
+    np.testing.assert_allclose(fast.weight, plain.weight, rtol=1e-13, atol=1e-13)
+    np.testing.assert_allclose(fast.bias, plain.bias, rtol=1e-13, atol=1e-13)
 
 
 def test_single_class_gets_probability_one():

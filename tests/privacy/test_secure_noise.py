@@ -133,6 +133,19 @@ def test_random_bytes_take_a_fresh_key_per_chunk(monkeypatch):
     assert stream == b"".join(_chacha20_keystream(k, size) for k, size in zip(keys, (128, 128, 44)))
 
 
+@pytest.mark.parametrize("chunk", [1, 64, 100])
+def test_random_bytes_written_chunk_by_chunk_are_one_keystream(monkeypatch, chunk):
+    """The buffer is filled ``_CHUNK_BYTES`` at a time (issue #17): the bytes are still the
+    keystream of one key, compared with the reference ChaCha20, also across a key change."""
+    keys = []
+    monkeypatch.setattr(secure_noise, "_CHUNK_BYTES", chunk)
+    monkeypatch.setattr(secure_noise.os, "urandom", lambda n: keys.append(bytes([len(keys) + 7]) * n) or keys[-1])
+    assert secure_noise.random_bytes(300) == _chacha20_keystream(keys[0], 300)
+    monkeypatch.setattr(secure_noise, "_BYTES_PER_KEY", 128)
+    stream = secure_noise.random_bytes(300)
+    assert stream == b"".join(_chacha20_keystream(k, size) for k, size in zip(keys[1:], (128, 128, 44)))
+
+
 def test_two_calls_are_independent():
     """Fresh keys: the correlation of two draws is within 6 standard errors of 0."""
     n = 200_000
