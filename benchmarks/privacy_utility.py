@@ -14,7 +14,12 @@ Every run is the project's own code: methods through
 * ``spread``: synthetic within-class std / real within-class std (pooled train data,
   averaged over classes and dimensions), for generators.
 
-Resumable: one Parquet row per finished run in ``--out`` (default
+``--evaluations`` (default ``prediction:client:1x``, the reference protocol) lists
+downstream protocols ``MIX:LABELS:SIZE`` (``--evaluation.mix``, ``--evaluation.synthetic-labels``,
+``--evaluation.synthetic-size``; e.g. ``data:balanced:4x``): a method is trained once and
+its generator evaluated under each (column ``evaluation``; the bounds follow each too).
+
+Resumable: one Parquet row per finished run and evaluation in ``--out`` (default
 ``benchmarks/results/privacy_utility.parquet``); a run already there is skipped.
 ``--jobs N`` (default ``auto``: one per CPU) runs N at a time in worker processes
 (:mod:`fedsim.commands.worker_pool`); the rows are written by this process, as each run finishes.
@@ -50,7 +55,7 @@ from fedsim.commands.worker_pool import check_jobs, resolve_jobs, run_in_workers
 from fedsim.data.federation import DataConfig
 from fedsim.evaluation.blend import ClientEvaluation, select_lambdas
 from fedsim.evaluation.bounds import BOUNDS
-from fedsim.evaluation.downstream import EvaluationConfig
+from fedsim.evaluation.downstream import EvaluationConfig, evaluate_generator
 from fedsim.evaluation.global_test import GlobalTestSet, global_test_set
 from fedsim.privacy.config import PrivacyConfig
 from fedsim.seeding import torch_generator
@@ -58,6 +63,16 @@ from fedsim.simulation import LocalClientPool
 
 RESULTS = Path(__file__).parent / "results" / "privacy_utility.parquet"
 BOUND_NAMES = ("local-only", "pooled-real")
+REFERENCE_EVALUATION = "prediction:client:1x"
+KEY = ["dataset", "method", "epsilon", "seed", "rounds", "evaluation"]
+
+
+def evaluation_config(spec: str) -> EvaluationConfig:
+    """The ``EvaluationConfig`` (both test sets) of ``MIX:LABELS:SIZE``."""
+    mix, labels, size = spec.split(":")
+    config = EvaluationConfig(test="both", mix=mix, synthetic_labels=labels, synthetic_size=size)  # type: ignore[arg-type]
+    config.validate()
+    return config
 
 
 def validation_set(federation) -> GlobalTestSet:
@@ -66,7 +81,8 @@ def validation_set(federation) -> GlobalTestSet:
                          np.concatenate([c.y_val for c in federation.clients]))
 
 
-def command_for(method: str, epsilon: float, seed: int, rounds: int, dataset: str) -> TrainCommand:
+def command_for(method: str, epsilon: float, seed: int, rounds: int, dataset: str,
+                evaluation: EvaluationConfig = EvaluationConfig(test="both")) -> TrainCommand:
     """The ``train`` command of one method run (local backend, both test sets)."""
     fedhypevae = FedHypeVAEConfig()
     placement = "client"
@@ -86,7 +102,7 @@ def command_for(method: str, epsilon: float, seed: int, rounds: int, dataset: st
     return TrainCommand(algorithm=algorithm, backend="local", seed=seed, progress=False, checkpoint_every=0,
                         data=DataConfig(dataset=dataset),
                         privacy=PrivacyConfig(epsilon=epsilon, noise_placement=placement),
-                        training=TrainingConfig(rounds=rounds, batch_size=batch_size), evaluation=EvaluationConfig(test="both"),
+                        training=TrainingConfig(rounds=rounds, batch_size=batch_size), evaluation=evaluation,
                         fedhypevae=fedhypevae)
 
 
@@ -122,32 +138,50 @@ def spread_ratio(module, artifact, federation, seed: int) -> float:
     return float(np.mean(ratios)) if ratios else math.nan
 
 
-def run_one(method: str, epsilon: float, seed: int, rounds: int, dataset: str) -> dict:
+def run_one(method: str, epsilon: float, seed: int, rounds: int, dataset: str,
+            evaluations: tuple[str, ...] = (REFERENCE_EVALUATION,)) -> list[dict]:
+    """One row per downstream protocol of ``evaluations``; a method is trained once."""
     started = time.perf_counter()
-    command = command_for("dp-stats" if method in BOUND_NAMES else method, epsilon, seed, rounds, dataset)
+    configs = [evaluation_config(spec) for spec in evaluations]
+    command = command_for("dp-stats" if method in BOUND_NAMES else method, epsilon, seed, rounds, dataset, configs[0])
     prepared = prepare(command)
-    federation, evaluation = prepared.federation, command.evaluation
+    federation = prepared.federation
     val_set, test_set = validation_set(federation), global_test_set(federation)
     spread, epsilon_max = math.nan, 0.0
-    if method in BOUND_NAMES:
-        test_evals = BOUNDS[method](federation, evaluation, seed, test_set)
-        val_evals = BOUNDS[method](federation, evaluation, seed, val_set)
+    per_evaluation = []
+    if method == "local-only":  # no synthetic set: the same probe under every protocol
+        evaluated = (BOUNDS[method](federation, configs[0], seed, test_set),
+                     BOUNDS[method](federation, configs[0], seed, val_set), time.perf_counter())
+        per_evaluation = [evaluated] * len(configs)
+    elif method in BOUND_NAMES:
+        for config in configs:
+            per_evaluation.append((BOUNDS[method](federation, config, seed, test_set),
+                                   BOUNDS[method](federation, config, seed, val_set), time.perf_counter()))
     else:
         server = prepared.module.make_server(prepared.spec, prepared.settings)
         pool = LocalClientPool(federation, prepared.spec, prepared.settings)
         result = run_rounds(command, prepared.settings, server, pool, global_test=test_set)
-        test_evals = result.evaluations
-        val_evals = pool.evaluate(pool.client_ids, result.artifact, val_set)
+        per_evaluation.append((result.evaluations, pool.evaluate(pool.client_ids, result.artifact, val_set),
+                               time.perf_counter()))
+        for config in configs[1:]:  # generators only: the same artifact under another protocol
+            per_evaluation.append(([evaluate_generator(c, result.artifact, config, seed, test_set)
+                                    for c in federation.clients],
+                                   [evaluate_generator(c, result.artifact, config, seed, val_set)
+                                    for c in federation.clients], time.perf_counter()))
         spread = spread_ratio(prepared.module, result.artifact, federation, seed)
         epsilon_max = max(r.epsilon_total for r in result.privacy_records)
-    return {"dataset": dataset, "method": method, "epsilon": epsilon, "seed": seed, "rounds": rounds,
-            **scores(test_evals, val_evals), "spread": spread, "epsilon_spent": epsilon_max,
-            "seconds": time.perf_counter() - started}
+    rows, previous = [], started
+    for spec, (test_evals, val_evals, finished) in zip(evaluations, per_evaluation):
+        rows.append({"dataset": dataset, "method": method, "epsilon": epsilon, "seed": seed, "rounds": rounds,
+                     "evaluation": spec, **scores(test_evals, val_evals), "spread": spread,
+                     "epsilon_spent": epsilon_max, "seconds": finished - previous})
+        previous = finished
+    return rows
 
 
 def print_tables(frame: pd.DataFrame) -> None:
     for dataset, rows in frame.groupby("dataset"):
-        table = rows.groupby(["method", "epsilon"]).agg(
+        table = rows.groupby(["evaluation", "method", "epsilon"]).agg(
             seeds=("seed", "count"), val_syn=("val_syn", "mean"), val_blend=("val_blend", "mean"),
             test_syn=("test_syn", "mean"), test_blend=("test_blend", "mean"), global_syn=("global_syn", "mean"),
             global_blend=("global_blend", "mean"), spread=("spread", "mean"))
@@ -160,10 +194,10 @@ def print_tables(frame: pd.DataFrame) -> None:
                                     if isinstance(v, float) else str(v) for k, v in row.items()) + " |")
 
 
-def run_key(key: tuple[str, str, float, int, int]) -> dict:
-    """:func:`run_one` of a result key ``(dataset, method, epsilon, seed, rounds)``."""
-    dataset, method, epsilon, seed, rounds = key
-    return run_one(method, epsilon, seed, rounds, dataset)
+def run_key(key: tuple[str, str, float, int, int, tuple[str, ...]]) -> list[dict]:
+    """:func:`run_one` of ``(dataset, method, epsilon, seed, rounds, evaluations)``."""
+    dataset, method, epsilon, seed, rounds, evaluations = key
+    return run_one(method, epsilon, seed, rounds, dataset, evaluations)
 
 
 def jobs_option(text: str) -> int | str:
@@ -182,23 +216,35 @@ def main() -> None:
     parser.add_argument("--jobs", type=jobs_option, default="auto",
                         help="runs in parallel worker processes, each with CPUs ÷ jobs torch threads (auto: one "
                              "per CPU; 1: one after the other in this process); rows are written by this process")
+    parser.add_argument("--evaluations", nargs="+", default=[REFERENCE_EVALUATION],
+                        help="downstream protocols MIX:LABELS:SIZE (prediction|data : client|global|balanced : "
+                             "<k>x|<count>); each run is trained once and evaluated under each")
     parser.add_argument("--print-only", action="store_true", help="print the tables of --out and exit")
     args = parser.parse_args()
     frame = pd.read_parquet(args.out) if args.out.exists() else pd.DataFrame()
+    if not frame.empty and "evaluation" not in frame:  # written before --evaluations
+        frame["evaluation"] = REFERENCE_EVALUATION
     if not args.print_only:
         check_jobs(args.jobs, "--jobs")
-        done = set() if frame.empty else set(frame[["dataset", "method", "epsilon", "seed", "rounds"]]
-                                              .itertuples(index=False, name=None))
+        for spec in args.evaluations:
+            evaluation_config(spec)
+        done = set() if frame.empty else set(frame[KEY].itertuples(index=False, name=None))
         # bounds do not depend on ε: one run, stored at ε = inf
-        todo = [key for seed in args.seeds for method in args.methods
-                for epsilon in ([math.inf] if method in BOUND_NAMES else args.epsilons)
-                if (key := (args.dataset, method, epsilon, seed, args.rounds)) not in done]
+        todo = []
+        for seed in args.seeds:
+            for method in args.methods:
+                for epsilon in ([math.inf] if method in BOUND_NAMES else args.epsilons):
+                    run = (args.dataset, method, epsilon, seed, args.rounds)
+                    missing = tuple(spec for spec in args.evaluations if run + (spec,) not in done)
+                    if missing:
+                        todo.append(run + (missing,))
         jobs = resolve_jobs(args.jobs, 0, len(todo))
         finished = ((key, run_key(key)) for key in todo) if jobs == 1 else \
             run_in_workers(run_key, todo, jobs, worker_threads(jobs, 0))
-        for _, row in finished:
-            print({k: (round(v, 2) if isinstance(v, float) else v) for k, v in row.items()}, flush=True)
-            frame = pd.concat([frame, pd.DataFrame([row])], ignore_index=True)
+        for _, rows in finished:
+            for row in rows:
+                print({k: (round(v, 2) if isinstance(v, float) else v) for k, v in row.items()}, flush=True)
+            frame = pd.concat([frame, pd.DataFrame(rows)], ignore_index=True)
             args.out.parent.mkdir(parents=True, exist_ok=True)
             frame.to_parquet(args.out, index=False)
     if not frame.empty:

@@ -62,16 +62,22 @@ class LinearProbeConfig:
 
 
 def train_linear(x: np.ndarray, y: np.ndarray, num_classes: int, config: LinearProbeConfig,
-                 seed: int, *tags: int | str) -> nn.Linear:
-    """A linear classifier fitted on ``(x, y)`` with full-batch Adam (the reference probe)."""
+                 seed: int, *tags: int | str, weights: np.ndarray | None = None) -> nn.Linear:
+    """A linear classifier fitted on ``(x, y)`` with full-batch Adam (the reference probe);
+    ``weights`` (per record, mean 1) weight the cross-entropy, as the data-level mix
+    (:mod:`fedsim.evaluation.mixing`) needs."""
     with seeded(seed, "linear-probe", *tags):
         model = nn.Linear(x.shape[1], num_classes)
     features = torch.as_tensor(x, dtype=torch.float32)
     targets = torch.as_tensor(y, dtype=torch.long)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    scale = None if weights is None else torch.as_tensor(weights, dtype=torch.float32)
     for _ in range(config.steps):
         optimizer.zero_grad()
-        nn.functional.cross_entropy(model(features), targets).backward()
+        if scale is None:
+            nn.functional.cross_entropy(model(features), targets).backward()
+        else:
+            (scale * nn.functional.cross_entropy(model(features), targets, reduction="none")).mean().backward()
         optimizer.step()
     return model
 

@@ -84,13 +84,26 @@ def record_weights(codes: np.ndarray, present: int, class_weight: str) -> np.nda
     return len(codes) / (present * counts[codes])
 
 
+def mixture_weights(y: np.ndarray, groups: np.ndarray, shares: tuple[float, ...], class_weight: str) -> np.ndarray:
+    """Per-record weights (mean 1) of ``Σ_g share_g · L_g``, ``L_g`` the mean loss over the
+    records of group ``g`` weighted within the group by :func:`record_weights` (shares sum
+    to 1; the data-level mix, :mod:`fedsim.evaluation.mixing`)."""
+    weights = np.empty(len(y))
+    for group, share in enumerate(shares):
+        members = groups == group
+        codes = np.unique(y[members], return_inverse=True)[1]
+        weights[members] = share * len(y) / members.sum() * record_weights(codes, codes.max() + 1, class_weight)
+    return weights
+
+
 def fit_logistic(x: np.ndarray, y: np.ndarray, num_classes: int, inverse_l2: float,
                  class_weight: str = "balanced", max_iter: int = 500, tolerance: float = 1e-6,
-                 start: LogisticProbe | None = None) -> LogisticProbe:
+                 start: LogisticProbe | None = None, weights: np.ndarray | None = None) -> LogisticProbe:
     """Minimise ``f`` of the module docstring by full-batch L-BFGS (float64, analytic
     gradient; SciPy's L-BFGS-B without bounds, ~3× less overhead per iteration than
     ``torch.optim.LBFGS`` on these small problems), from zero or from ``start`` (a probe
-    fitted on the same data, for a warm start)."""
+    fitted on the same data, for a warm start); ``weights`` (per record, mean 1) replace
+    the ``w_i`` of ``class_weight``."""
     from scipy.optimize import minimize
 
     classes, codes = np.unique(np.asarray(y, dtype=np.int64), return_inverse=True)
@@ -99,7 +112,7 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, num_classes: int, inverse_l2: flo
         return LogisticProbe(np.zeros((present, dim)), np.zeros(present), classes, num_classes, 0.0, 0)
     features = np.asarray(x, dtype=np.float64)
     onehot = np.eye(present)[codes]
-    scaled = record_weights(codes, present, class_weight) / n
+    scaled = (record_weights(codes, present, class_weight) if weights is None else np.asarray(weights)) / n
     penalty = 1.0 / (2.0 * inverse_l2 * n)
 
     def objective(theta: np.ndarray) -> tuple[float, np.ndarray]:
@@ -162,14 +175,21 @@ def candidate_name(inverse_l2: float) -> str:
 
 
 def fit_probe(x: np.ndarray, y: np.ndarray, num_classes: int, x_val: np.ndarray, y_val: np.ndarray,
-              config: LinearProbeConfig, seed: int, *tags: int | str) -> FittedProbe:
+              config: LinearProbeConfig, seed: int, *tags: int | str,
+              mixture: tuple[np.ndarray, tuple[float, ...]] | None = None) -> FittedProbe:
     """The probe of ``config.preset`` trained on ``(x, y)``; ``tuned`` chooses among its
     candidates on ``(x_val, y_val)`` by the module's one-standard-error rule.  ``seed``
-    and ``tags`` seed the reference probe (as :func:`train_linear`)."""
+    and ``tags`` seed the reference probe (as :func:`train_linear`).  ``mixture = (groups,
+    shares)`` weights the loss as :func:`mixture_weights` (within-group class balance for
+    the converged probes as ``config.class_weight``, none for the reference probe)."""
     models: dict[str, nn.Linear | LogisticProbe] = {}
     candidates: list[tuple[str, Probabilities]] = []
+    weights, reference_weights = None, None
+    if mixture is not None:
+        weights = mixture_weights(y, mixture[0], mixture[1], config.class_weight)
+        reference_weights = mixture_weights(y, mixture[0], mixture[1], "none")
     if config.preset == "reference" or config.include_reference:
-        reference = train_linear(x, y, num_classes, config, seed, *tags)
+        reference = train_linear(x, y, num_classes, config, seed, *tags, weights=reference_weights)
         models["reference"] = reference
         candidates.append(("reference", functools.partial(predict_proba, reference)))
     if config.preset == "reference":
@@ -177,7 +197,7 @@ def fit_probe(x: np.ndarray, y: np.ndarray, num_classes: int, x_val: np.ndarray,
     previous = None
     for inverse_l2 in sorted(config.inverse_l2):
         previous = fit_logistic(x, y, num_classes, inverse_l2, config.class_weight, config.max_iter,
-                                config.tolerance, previous)
+                                config.tolerance, previous, weights)
         models[candidate_name(inverse_l2)] = previous
         candidates.append((candidate_name(inverse_l2), previous.probabilities))
     scored = [validation_score(y_val, proba(x_val)) for _, proba in candidates]
