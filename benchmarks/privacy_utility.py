@@ -17,7 +17,8 @@ Every run is the project's own code: methods through
 ``--evaluations`` (default ``prediction:client:1x``, the reference protocol) lists
 downstream protocols ``MIX:LABELS:SIZE`` (``--evaluation.mix``, ``--evaluation.synthetic-labels``,
 ``--evaluation.synthetic-size``; e.g. ``data:balanced:4x``): a method is trained once and
-its generator evaluated under each (column ``evaluation``; the bounds follow each too).
+its generator evaluated under each (column ``evaluation``; the bounds follow each too);
+``--first-global-only`` halves the cost of the others by not scoring them on the global test set.
 
 Resumable: one Parquet row per finished run and evaluation in ``--out`` (default
 ``benchmarks/results/privacy_utility.parquet``); a run already there is skipped.
@@ -139,8 +140,10 @@ def spread_ratio(module, artifact, federation, seed: int) -> float:
 
 
 def run_one(method: str, epsilon: float, seed: int, rounds: int, dataset: str,
-            evaluations: tuple[str, ...] = (REFERENCE_EVALUATION,)) -> list[dict]:
-    """One row per downstream protocol of ``evaluations``; a method is trained once."""
+            evaluations: tuple[str, ...] = (REFERENCE_EVALUATION,), global_all: bool = True) -> list[dict]:
+    """One row per downstream protocol of ``evaluations``; a method is trained once.  The
+    first protocol is scored on the global test set too; the others only with
+    ``global_all`` (a second pass of every probe: without it their ``global_*`` are NaN)."""
     started = time.perf_counter()
     configs = [evaluation_config(spec) for spec in evaluations]
     command = command_for("dp-stats" if method in BOUND_NAMES else method, epsilon, seed, rounds, dataset, configs[0])
@@ -148,33 +151,35 @@ def run_one(method: str, epsilon: float, seed: int, rounds: int, dataset: str,
     federation = prepared.federation
     val_set, test_set = validation_set(federation), global_test_set(federation)
     spread, epsilon_max = math.nan, 0.0
-    per_evaluation = []
-    if method == "local-only":  # no synthetic set: the same probe under every protocol
-        evaluated = (BOUNDS[method](federation, configs[0], seed, test_set),
-                     BOUNDS[method](federation, configs[0], seed, val_set), time.perf_counter())
-        per_evaluation = [evaluated] * len(configs)
-    elif method in BOUND_NAMES:
-        for config in configs:
-            per_evaluation.append((BOUNDS[method](federation, config, seed, test_set),
-                                   BOUNDS[method](federation, config, seed, val_set), time.perf_counter()))
+    if method in BOUND_NAMES:
+        def evaluate(config, scored):
+            return BOUNDS[method](federation, config, seed, scored)
+        first = (evaluate(configs[0], test_set), evaluate(configs[0], val_set))
     else:
         server = prepared.module.make_server(prepared.spec, prepared.settings)
         pool = LocalClientPool(federation, prepared.spec, prepared.settings)
         result = run_rounds(command, prepared.settings, server, pool, global_test=test_set)
-        per_evaluation.append((result.evaluations, pool.evaluate(pool.client_ids, result.artifact, val_set),
-                               time.perf_counter()))
-        for config in configs[1:]:  # generators only: the same artifact under another protocol
-            per_evaluation.append(([evaluate_generator(c, result.artifact, config, seed, test_set)
-                                    for c in federation.clients],
-                                   [evaluate_generator(c, result.artifact, config, seed, val_set)
-                                    for c in federation.clients], time.perf_counter()))
+        first = (result.evaluations, pool.evaluate(pool.client_ids, result.artifact, val_set))
+
+        def evaluate(config, scored):  # generators only: the same artifact under another protocol
+            return [evaluate_generator(c, result.artifact, config, seed, scored) for c in federation.clients]
         spread = spread_ratio(prepared.module, result.artifact, federation, seed)
         epsilon_max = max(r.epsilon_total for r in result.privacy_records)
+    per_evaluation = [(*first, time.perf_counter())]
+    for config in configs[1:]:
+        if method == "local-only":  # no synthetic set: the same probe under every protocol
+            per_evaluation.append(per_evaluation[0])
+            continue
+        val_evals = evaluate(config, val_set)
+        per_evaluation.append((evaluate(config, test_set) if global_all else None, val_evals, time.perf_counter()))
     rows, previous = [], started
     for spec, (test_evals, val_evals, finished) in zip(evaluations, per_evaluation):
+        row = scores(test_evals or val_evals, val_evals)
+        if test_evals is None:  # scored on the validation set in place of the global test set
+            row.update(global_syn=math.nan, global_blend=math.nan)
         rows.append({"dataset": dataset, "method": method, "epsilon": epsilon, "seed": seed, "rounds": rounds,
-                     "evaluation": spec, **scores(test_evals, val_evals), "spread": spread,
-                     "epsilon_spent": epsilon_max, "seconds": finished - previous})
+                     "evaluation": spec, **row, "spread": spread, "epsilon_spent": epsilon_max,
+                     "seconds": finished - previous})
         previous = finished
     return rows
 
@@ -194,10 +199,10 @@ def print_tables(frame: pd.DataFrame) -> None:
                                     if isinstance(v, float) else str(v) for k, v in row.items()) + " |")
 
 
-def run_key(key: tuple[str, str, float, int, int, tuple[str, ...]]) -> list[dict]:
-    """:func:`run_one` of ``(dataset, method, epsilon, seed, rounds, evaluations)``."""
-    dataset, method, epsilon, seed, rounds, evaluations = key
-    return run_one(method, epsilon, seed, rounds, dataset, evaluations)
+def run_key(key: tuple[str, str, float, int, int, tuple[str, ...], bool]) -> list[dict]:
+    """:func:`run_one` of ``(dataset, method, epsilon, seed, rounds, evaluations, global_all)``."""
+    dataset, method, epsilon, seed, rounds, evaluations, global_all = key
+    return run_one(method, epsilon, seed, rounds, dataset, evaluations, global_all)
 
 
 def jobs_option(text: str) -> int | str:
@@ -219,6 +224,9 @@ def main() -> None:
     parser.add_argument("--evaluations", nargs="+", default=[REFERENCE_EVALUATION],
                         help="downstream protocols MIX:LABELS:SIZE (prediction|data : client|global|balanced : "
                              "<k>x|<count>); each run is trained once and evaluated under each")
+    parser.add_argument("--first-global-only", action="store_true",
+                        help="score only the first of --evaluations on the global test set (the others' "
+                             "global columns are NaN): one pass of their probes instead of two")
     parser.add_argument("--print-only", action="store_true", help="print the tables of --out and exit")
     args = parser.parse_args()
     frame = pd.read_parquet(args.out) if args.out.exists() else pd.DataFrame()
@@ -237,7 +245,7 @@ def main() -> None:
                     run = (args.dataset, method, epsilon, seed, args.rounds)
                     missing = tuple(spec for spec in args.evaluations if run + (spec,) not in done)
                     if missing:
-                        todo.append(run + (missing,))
+                        todo.append(run + (missing, not args.first_global_only))
         jobs = resolve_jobs(args.jobs, 0, len(todo))
         finished = ((key, run_key(key)) for key in todo) if jobs == 1 else \
             run_in_workers(run_key, todo, jobs, worker_threads(jobs, 0))
