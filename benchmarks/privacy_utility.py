@@ -6,6 +6,8 @@ Every run is the project's own code: methods through
 (the ``train`` command's body, local backend, ``--evaluation.test both``), bounds through
 :data:`fedsim.evaluation.bounds.BOUNDS`.  Per run (mean over clients, %):
 
+* ``val_client``: accuracy on each client's OWN validation split at the chosen λ (the
+  criterion λ is chosen by), mean over clients — the validation proxy of ``test_blend``;
 * ``val_syn``, ``val_blend``: synthetic-only (λ = 0; for ``dp-fedavg`` the global model)
   and blended (λ chosen on validation, ``global`` rule) BACC on the pooled validation
   splits of all clients — the numbers to CHOOSE with;
@@ -121,6 +123,7 @@ def scores(test_evals: list[ClientEvaluation], val_evals: list[ClientEvaluation]
             "test_blend": mean(test_evals, "bacc", lambda i: chosen[i]),
             "global_syn": mean(test_evals, "global_bacc", lambda i: syn),
             "global_blend": mean(test_evals, "global_bacc", lambda i: chosen[i]),
+            "val_client": 100 * float(np.mean([e.val_acc[chosen[i]] for i, e in enumerate(val_evals)])),
             "lambda": float(np.mean([lambdas[i] for i in chosen]))}
 
 
@@ -187,7 +190,7 @@ def run_one(method: str, epsilon: float, seed: int, rounds: int, dataset: str,
 def print_tables(frame: pd.DataFrame) -> None:
     for dataset, rows in frame.groupby("dataset"):
         table = rows.groupby(["evaluation", "method", "epsilon"]).agg(
-            seeds=("seed", "count"), val_syn=("val_syn", "mean"), val_blend=("val_blend", "mean"),
+            seeds=("seed", "count"), val_client=("val_client", "mean"), val_syn=("val_syn", "mean"), val_blend=("val_blend", "mean"),
             test_syn=("test_syn", "mean"), test_blend=("test_blend", "mean"), global_syn=("global_syn", "mean"),
             global_blend=("global_blend", "mean"), spread=("spread", "mean"))
         print(f"\n## {dataset}: BACC % (mean over clients; mean over seeds)\n")
