@@ -6,6 +6,8 @@ Every run is the project's own code: methods through
 (the ``train`` command's body, local backend, ``--evaluation.test both``), bounds through
 :data:`fedsim.evaluation.bounds.BOUNDS`.  Per run (mean over clients, %):
 
+* ``val_client``: accuracy on each client's OWN validation split at the chosen λ (the
+  criterion λ is chosen by), mean over clients — the validation proxy of ``test_blend``;
 * ``val_syn``, ``val_blend``: synthetic-only (λ = 0; for ``dp-fedavg`` the global model)
   and blended (λ chosen on validation, ``global`` rule) BACC on the pooled validation
   splits of all clients — the numbers to CHOOSE with;
@@ -14,7 +16,13 @@ Every run is the project's own code: methods through
 * ``spread``: synthetic within-class std / real within-class std (pooled train data,
   averaged over classes and dimensions), for generators.
 
-Resumable: one Parquet row per finished run in ``--out`` (default
+``--evaluations`` (default ``prediction:client:1x``, the reference protocol) lists
+downstream protocols ``MIX:LABELS:SIZE`` (``--evaluation.mix``, ``--evaluation.synthetic-labels``,
+``--evaluation.synthetic-size``; e.g. ``data:balanced:4x``): a method is trained once and
+its generator evaluated under each (column ``evaluation``; the bounds follow each too);
+``--first-global-only`` halves the cost of the others by not scoring them on the global test set.
+
+Resumable: one Parquet row per finished run and evaluation in ``--out`` (default
 ``benchmarks/results/privacy_utility.parquet``); a run already there is skipped.
 ``--jobs N`` (default ``auto``: one per CPU) runs N at a time in worker processes
 (:mod:`fedsim.commands.worker_pool`); the rows are written by this process, as each run finishes.
@@ -50,7 +58,7 @@ from fedsim.commands.worker_pool import check_jobs, resolve_jobs, run_in_workers
 from fedsim.data.federation import DataConfig
 from fedsim.evaluation.blend import ClientEvaluation, select_lambdas
 from fedsim.evaluation.bounds import BOUNDS
-from fedsim.evaluation.downstream import EvaluationConfig
+from fedsim.evaluation.downstream import EvaluationConfig, evaluate_generator
 from fedsim.evaluation.global_test import GlobalTestSet, global_test_set
 from fedsim.privacy.config import PrivacyConfig
 from fedsim.seeding import torch_generator
@@ -58,6 +66,16 @@ from fedsim.simulation import LocalClientPool
 
 RESULTS = Path(__file__).parent / "results" / "privacy_utility.parquet"
 BOUND_NAMES = ("local-only", "pooled-real")
+REFERENCE_EVALUATION = "prediction:client:1x"
+KEY = ["dataset", "method", "epsilon", "seed", "rounds", "evaluation"]
+
+
+def evaluation_config(spec: str) -> EvaluationConfig:
+    """The ``EvaluationConfig`` (both test sets) of ``MIX:LABELS:SIZE``."""
+    mix, labels, size = spec.split(":")
+    config = EvaluationConfig(test="both", mix=mix, synthetic_labels=labels, synthetic_size=size)  # type: ignore[arg-type]
+    config.validate()
+    return config
 
 
 def validation_set(federation) -> GlobalTestSet:
@@ -66,7 +84,8 @@ def validation_set(federation) -> GlobalTestSet:
                          np.concatenate([c.y_val for c in federation.clients]))
 
 
-def command_for(method: str, epsilon: float, seed: int, rounds: int, dataset: str) -> TrainCommand:
+def command_for(method: str, epsilon: float, seed: int, rounds: int, dataset: str,
+                evaluation: EvaluationConfig = EvaluationConfig(test="both")) -> TrainCommand:
     """The ``train`` command of one method run (local backend, both test sets)."""
     fedhypevae = FedHypeVAEConfig()
     placement = "client"
@@ -86,7 +105,7 @@ def command_for(method: str, epsilon: float, seed: int, rounds: int, dataset: st
     return TrainCommand(algorithm=algorithm, backend="local", seed=seed, progress=False, checkpoint_every=0,
                         data=DataConfig(dataset=dataset),
                         privacy=PrivacyConfig(epsilon=epsilon, noise_placement=placement),
-                        training=TrainingConfig(rounds=rounds, batch_size=batch_size), evaluation=EvaluationConfig(test="both"),
+                        training=TrainingConfig(rounds=rounds, batch_size=batch_size), evaluation=evaluation,
                         fedhypevae=fedhypevae)
 
 
@@ -104,6 +123,7 @@ def scores(test_evals: list[ClientEvaluation], val_evals: list[ClientEvaluation]
             "test_blend": mean(test_evals, "bacc", lambda i: chosen[i]),
             "global_syn": mean(test_evals, "global_bacc", lambda i: syn),
             "global_blend": mean(test_evals, "global_bacc", lambda i: chosen[i]),
+            "val_client": 100 * float(np.mean([e.val_acc[chosen[i]] for i, e in enumerate(val_evals)])),
             "lambda": float(np.mean([lambdas[i] for i in chosen]))}
 
 
@@ -122,33 +142,55 @@ def spread_ratio(module, artifact, federation, seed: int) -> float:
     return float(np.mean(ratios)) if ratios else math.nan
 
 
-def run_one(method: str, epsilon: float, seed: int, rounds: int, dataset: str) -> dict:
+def run_one(method: str, epsilon: float, seed: int, rounds: int, dataset: str,
+            evaluations: tuple[str, ...] = (REFERENCE_EVALUATION,), global_all: bool = True) -> list[dict]:
+    """One row per downstream protocol of ``evaluations``; a method is trained once.  The
+    first protocol is scored on the global test set too; the others only with
+    ``global_all`` (a second pass of every probe: without it their ``global_*`` are NaN)."""
     started = time.perf_counter()
-    command = command_for("dp-stats" if method in BOUND_NAMES else method, epsilon, seed, rounds, dataset)
+    configs = [evaluation_config(spec) for spec in evaluations]
+    command = command_for("dp-stats" if method in BOUND_NAMES else method, epsilon, seed, rounds, dataset, configs[0])
     prepared = prepare(command)
-    federation, evaluation = prepared.federation, command.evaluation
+    federation = prepared.federation
     val_set, test_set = validation_set(federation), global_test_set(federation)
     spread, epsilon_max = math.nan, 0.0
     if method in BOUND_NAMES:
-        test_evals = BOUNDS[method](federation, evaluation, seed, test_set)
-        val_evals = BOUNDS[method](federation, evaluation, seed, val_set)
+        def evaluate(config, scored):
+            return BOUNDS[method](federation, config, seed, scored)
+        first = (evaluate(configs[0], test_set), evaluate(configs[0], val_set))
     else:
         server = prepared.module.make_server(prepared.spec, prepared.settings)
         pool = LocalClientPool(federation, prepared.spec, prepared.settings)
         result = run_rounds(command, prepared.settings, server, pool, global_test=test_set)
-        test_evals = result.evaluations
-        val_evals = pool.evaluate(pool.client_ids, result.artifact, val_set)
+        first = (result.evaluations, pool.evaluate(pool.client_ids, result.artifact, val_set))
+
+        def evaluate(config, scored):  # generators only: the same artifact under another protocol
+            return [evaluate_generator(c, result.artifact, config, seed, scored) for c in federation.clients]
         spread = spread_ratio(prepared.module, result.artifact, federation, seed)
         epsilon_max = max(r.epsilon_total for r in result.privacy_records)
-    return {"dataset": dataset, "method": method, "epsilon": epsilon, "seed": seed, "rounds": rounds,
-            **scores(test_evals, val_evals), "spread": spread, "epsilon_spent": epsilon_max,
-            "seconds": time.perf_counter() - started}
+    per_evaluation = [(*first, time.perf_counter())]
+    for config in configs[1:]:
+        if method == "local-only":  # no synthetic set: the same probe under every protocol
+            per_evaluation.append(per_evaluation[0])
+            continue
+        val_evals = evaluate(config, val_set)
+        per_evaluation.append((evaluate(config, test_set) if global_all else None, val_evals, time.perf_counter()))
+    rows, previous = [], started
+    for spec, (test_evals, val_evals, finished) in zip(evaluations, per_evaluation):
+        row = scores(test_evals or val_evals, val_evals)
+        if test_evals is None:  # scored on the validation set in place of the global test set
+            row.update(global_syn=math.nan, global_blend=math.nan)
+        rows.append({"dataset": dataset, "method": method, "epsilon": epsilon, "seed": seed, "rounds": rounds,
+                     "evaluation": spec, **row, "spread": spread, "epsilon_spent": epsilon_max,
+                     "seconds": finished - previous})
+        previous = finished
+    return rows
 
 
 def print_tables(frame: pd.DataFrame) -> None:
     for dataset, rows in frame.groupby("dataset"):
-        table = rows.groupby(["method", "epsilon"]).agg(
-            seeds=("seed", "count"), val_syn=("val_syn", "mean"), val_blend=("val_blend", "mean"),
+        table = rows.groupby(["evaluation", "method", "epsilon"]).agg(
+            seeds=("seed", "count"), val_client=("val_client", "mean"), val_syn=("val_syn", "mean"), val_blend=("val_blend", "mean"),
             test_syn=("test_syn", "mean"), test_blend=("test_blend", "mean"), global_syn=("global_syn", "mean"),
             global_blend=("global_blend", "mean"), spread=("spread", "mean"))
         print(f"\n## {dataset}: BACC % (mean over clients; mean over seeds)\n")
@@ -160,10 +202,10 @@ def print_tables(frame: pd.DataFrame) -> None:
                                     if isinstance(v, float) else str(v) for k, v in row.items()) + " |")
 
 
-def run_key(key: tuple[str, str, float, int, int]) -> dict:
-    """:func:`run_one` of a result key ``(dataset, method, epsilon, seed, rounds)``."""
-    dataset, method, epsilon, seed, rounds = key
-    return run_one(method, epsilon, seed, rounds, dataset)
+def run_key(key: tuple[str, str, float, int, int, tuple[str, ...], bool]) -> list[dict]:
+    """:func:`run_one` of ``(dataset, method, epsilon, seed, rounds, evaluations, global_all)``."""
+    dataset, method, epsilon, seed, rounds, evaluations, global_all = key
+    return run_one(method, epsilon, seed, rounds, dataset, evaluations, global_all)
 
 
 def jobs_option(text: str) -> int | str:
@@ -182,23 +224,38 @@ def main() -> None:
     parser.add_argument("--jobs", type=jobs_option, default="auto",
                         help="runs in parallel worker processes, each with CPUs ÷ jobs torch threads (auto: one "
                              "per CPU; 1: one after the other in this process); rows are written by this process")
+    parser.add_argument("--evaluations", nargs="+", default=[REFERENCE_EVALUATION],
+                        help="downstream protocols MIX:LABELS:SIZE (prediction|data : client|global|balanced : "
+                             "<k>x|<count>); each run is trained once and evaluated under each")
+    parser.add_argument("--first-global-only", action="store_true",
+                        help="score only the first of --evaluations on the global test set (the others' "
+                             "global columns are NaN): one pass of their probes instead of two")
     parser.add_argument("--print-only", action="store_true", help="print the tables of --out and exit")
     args = parser.parse_args()
     frame = pd.read_parquet(args.out) if args.out.exists() else pd.DataFrame()
+    if not frame.empty and "evaluation" not in frame:  # written before --evaluations
+        frame["evaluation"] = REFERENCE_EVALUATION
     if not args.print_only:
         check_jobs(args.jobs, "--jobs")
-        done = set() if frame.empty else set(frame[["dataset", "method", "epsilon", "seed", "rounds"]]
-                                              .itertuples(index=False, name=None))
+        for spec in args.evaluations:
+            evaluation_config(spec)
+        done = set() if frame.empty else set(frame[KEY].itertuples(index=False, name=None))
         # bounds do not depend on ε: one run, stored at ε = inf
-        todo = [key for seed in args.seeds for method in args.methods
-                for epsilon in ([math.inf] if method in BOUND_NAMES else args.epsilons)
-                if (key := (args.dataset, method, epsilon, seed, args.rounds)) not in done]
+        todo = []
+        for seed in args.seeds:
+            for method in args.methods:
+                for epsilon in ([math.inf] if method in BOUND_NAMES else args.epsilons):
+                    run = (args.dataset, method, epsilon, seed, args.rounds)
+                    missing = tuple(spec for spec in args.evaluations if run + (spec,) not in done)
+                    if missing:
+                        todo.append(run + (missing, not args.first_global_only))
         jobs = resolve_jobs(args.jobs, 0, len(todo))
         finished = ((key, run_key(key)) for key in todo) if jobs == 1 else \
             run_in_workers(run_key, todo, jobs, worker_threads(jobs, 0))
-        for _, row in finished:
-            print({k: (round(v, 2) if isinstance(v, float) else v) for k, v in row.items()}, flush=True)
-            frame = pd.concat([frame, pd.DataFrame([row])], ignore_index=True)
+        for _, rows in finished:
+            for row in rows:
+                print({k: (round(v, 2) if isinstance(v, float) else v) for k, v in row.items()}, flush=True)
+            frame = pd.concat([frame, pd.DataFrame(rows)], ignore_index=True)
             args.out.parent.mkdir(parents=True, exist_ok=True)
             frame.to_parquet(args.out, index=False)
     if not frame.empty:

@@ -294,7 +294,11 @@ def _settings(table) -> dict[str, str]:
         "target ε, δ, C": f"{epsilon}, {run.privacy.delta:g}, {run.privacy.clip_norm:g} "
                           f"({run.privacy.accountant} accountant)",
         "λ selection": f"{run.evaluation.selection} (validation accuracy); synthetic labels: "
-                       f"{run.evaluation.synthetic_labels}; probe: {run.evaluation.probe.preset}",
+                       f"{run.evaluation.synthetic_labels}; probe: {run.evaluation.probe.preset}"
+                       + (f"; synthetic size: {run.evaluation.synthetic_size}"
+                          if run.evaluation.synthetic_size != "1x" else "")
+                       + (f"; mix: data, λ ∈ {list(run.evaluation.mix_lambdas)}"
+                          if run.evaluation.mix == "data" else ""),
         "test sets": f"{run.evaluation.test} (client: each client's own test split; global: the class-balanced set "
                      f"pooled from all clients' test splits, simulator-side)",
         "bounds": ", ".join(table.bounds) or "none",

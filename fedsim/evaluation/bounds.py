@@ -3,9 +3,11 @@
 * ``local-only``   each client's probe on its own train split alone (no sharing): the
                    blend at λ = 1 only, nothing blended or selected but the probe.
 * ``pooled-real``  each client's synthetic set replaced by *real* records drawn from
-                   all clients' train splits with the client's own train label counts,
-                   then the generators' protocol (:func:`evaluate_with_synthetic`, λ
-                   chosen on validation): the non-private ceiling of any generator.
+                   all clients' train splits, with the labels and size a generator's set
+                   would have (``--evaluation.synthetic-labels``/``-size``; ``global``
+                   labels from the pooled train labels), then the generators' protocol
+                   (:func:`evaluate_with_synthetic`, ``--evaluation.mix``, λ chosen on
+                   validation): the non-private ceiling of any generator.
 * ``centralised``  one probe on the union of all train splits (its probe chosen on the
                    union of validation splits), scored on each client's test split:
                    the blend at λ = 0 only.
@@ -24,7 +26,8 @@ import numpy as np
 
 from fedsim.data.federation import Federation
 from fedsim.evaluation.blend import ClientEvaluation, blend_evaluation, chosen_results, kept_test_sets
-from fedsim.evaluation.downstream import EvaluationConfig, evaluate_with_synthetic, local_probe, scored_global_test
+from fedsim.evaluation.downstream import (EvaluationConfig, evaluate_with_synthetic, local_probe, scored_global_test,
+                                         synthetic_labels_for)
 from fedsim.evaluation.global_test import GlobalTestSet, global_test_set
 from fedsim.evaluation.probe import fit_probe
 from fedsim.seeding import numpy_rng
@@ -64,12 +67,19 @@ def pooled_real_draw(federation: Federation, labels: np.ndarray, rng: np.random.
 def pooled_real(federation: Federation, evaluation: EvaluationConfig, seed: int,
                 global_test: GlobalTestSet | None = None) -> list[ClientEvaluation]:
     """The generators' protocol with each client's synthetic set made of real pooled train
-    records with its own train label counts (stream ``(seed, "pooled-real", client)``)."""
+    records (stream ``(seed, "pooled-real", client)``) with the labels of
+    :func:`~fedsim.evaluation.downstream.synthetic_labels_for` (its own train label counts
+    by default; ``global``: drawn from the pooled train labels; a class absent from the pool
+    is dropped), drawn with replacement beyond a class's pool (:func:`pooled_real_draw`)."""
+    pooled = np.concatenate([c.y_train for c in federation.clients]).astype(np.int64)
     rows = []
     for data in federation.clients:
-        labels = np.sort(data.y_train.astype(np.int64))
-        records = pooled_real_draw(federation, labels, numpy_rng(seed, "pooled-real", data.client_id))
-        rows.append(evaluate_with_synthetic(data, records, labels, evaluation.probe, seed, global_test))
+        rng = numpy_rng(seed, "pooled-real", data.client_id)
+        labels = synthetic_labels_for(data, lambda size: np.sort(rng.choice(pooled, size=size)), evaluation)
+        labels = labels[np.isin(labels, pooled)]
+        records = pooled_real_draw(federation, labels, rng)
+        rows.append(evaluate_with_synthetic(data, records, labels, evaluation.probe, seed, global_test,
+                                            evaluation.mix, evaluation.mix_lambdas))
     return rows
 
 

@@ -65,29 +65,38 @@ class LinearProbeConfig:
 
 
 def train_linear(x: np.ndarray, y: np.ndarray, num_classes: int, config: LinearProbeConfig,
-                 seed: int, *tags: int | str) -> nn.Linear:
-    """A linear classifier fitted on ``(x, y)`` with full-batch Adam (the reference probe)."""
+                 seed: int, *tags: int | str, weights: np.ndarray | None = None) -> nn.Linear:
+    """A linear classifier fitted on ``(x, y)`` with full-batch Adam (the reference probe);
+    ``weights`` (per record, mean 1) weight the cross-entropy, as the data-level mix
+    (:mod:`fedsim.evaluation.mixing`) needs."""
     with seeded(seed, "linear-probe", *tags):
         model = nn.Linear(x.shape[1], num_classes)
     features = torch.as_tensor(x, dtype=torch.float32)
     targets = torch.as_tensor(y, dtype=torch.long)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    scale = None if weights is None else torch.as_tensor(weights, dtype=torch.float32)
     for _ in range(config.steps):
         optimizer.zero_grad()
-        nn.functional.cross_entropy(model(features), targets).backward()
+        if scale is None:
+            nn.functional.cross_entropy(model(features), targets).backward()
+        else:
+            (scale * nn.functional.cross_entropy(model(features), targets, reduction="none")).mean().backward()
         optimizer.step()
     return model
 
 
 def train_linear_folds(x: np.ndarray, y: np.ndarray, num_classes: int, config: LinearProbeConfig,
-                       kept: np.ndarray, seed: int, *tags: int | str) -> list[nn.Linear]:
+                       kept: np.ndarray, seed: int, *tags: int | str,
+                       weights: np.ndarray | None = None) -> list[nn.Linear]:
     """The reference probes of the folds of a cross-validation: probe ``f`` is trained on
     the records where ``kept[f]`` is true (``kept``: ``(k, n)`` bool), initialised as
     :func:`train_linear` with tags ``(*tags, "fold", f)``.  One batched computation: the
     loss is the sum of the k probes' mean cross-entropies, so each probe's gradient is
     its own loss's, and Adam (weight decay included) updates elementwise, so each probe
     follows the trajectory of its own :func:`train_linear` (up to float rounding) at
-    the Python overhead of one."""
+    the Python overhead of one.  ``weights`` (per record) weight each probe's
+    cross-entropy as in :func:`train_linear`: probe ``f`` minimises the mean over its
+    kept records of ``w_i · loss_i``."""
     models = []
     for fold in range(len(kept)):
         with seeded(seed, "linear-probe", *tags, "fold", fold):
@@ -96,7 +105,8 @@ def train_linear_folds(x: np.ndarray, y: np.ndarray, num_classes: int, config: L
     bias = torch.stack([m.bias.detach() for m in models]).requires_grad_()       # (k, K)
     features = torch.as_tensor(x, dtype=torch.float32)
     targets = torch.as_tensor(y, dtype=torch.long).repeat(len(kept))
-    share = torch.as_tensor(kept / np.maximum(kept.sum(axis=1, keepdims=True), 1), dtype=torch.float32)
+    record_weight = np.ones(len(y)) if weights is None else np.asarray(weights, dtype=np.float64)
+    share = torch.as_tensor(kept * record_weight / np.maximum(kept.sum(axis=1, keepdims=True), 1), dtype=torch.float32)
     optimizer = torch.optim.Adam([weight, bias], lr=config.lr, weight_decay=config.weight_decay)
     for _ in range(config.steps):
         optimizer.zero_grad()

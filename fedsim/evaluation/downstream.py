@@ -20,11 +20,27 @@ import numpy as np
 from fedsim.evaluation.blend import DEFAULT_LAMBDAS, ClientEvaluation, SelectionRule, blend_evaluation
 from fedsim.evaluation.classifier import LinearProbeConfig
 from fedsim.evaluation.global_test import GlobalTestSet
+from fedsim.evaluation.mixing import DATA_LAMBDAS, evaluate_data_mix
 from fedsim.evaluation.probe import FittedProbe, fit_probe
-from fedsim.validation import check
+from fedsim.validation import check, finite
 
 
 TestSets = Literal["client", "global", "both"]
+SyntheticLabels = Literal["client", "global", "balanced"]
+Mix = Literal["prediction", "data"]
+
+
+def parse_synthetic_size(text: str) -> tuple[str, float] | None:
+    """``("multiple", k)`` for ``"<k>x"`` (k > 0), ``("count", n)`` for an integer n ≥ 1, else None."""
+    text = str(text).strip()
+    try:
+        if text.endswith("x"):
+            multiple = float(text[:-1])
+            return ("multiple", multiple) if finite(multiple) and multiple > 0 else None
+        count = int(text)
+    except ValueError:
+        return None
+    return ("count", float(count)) if count >= 1 else None
 
 
 @dataclass(frozen=True)
@@ -37,8 +53,14 @@ class EvaluationConfig:
     no noise) or one λ for all clients by mean validation accuracy (``global``, the
     reference code's protocol: it reads every client's validation records without noise,
     so the run's note says the reported metrics are simulator-side)."""
-    synthetic_labels: Literal["client", "global"] = "client"
-    """Labels of each client's synthetic set: its own train label counts (reference) or draws from the DP global label distribution."""
+    synthetic_labels: SyntheticLabels = "client"
+    """Labels of each client's synthetic set: in proportion to its own train label counts (``client``, reference), draws from the DP global label distribution (``global``; pooled-real: from the pooled train labels), or equal counts of every class (``balanced``)."""
+    synthetic_size: str = "1x"
+    """Records in each client's synthetic set (and pooled-real's draw): ``<k>x`` = k times the client's train size (``1x``, reference), or an absolute count such as ``2000``."""
+    mix: Mix = "prediction"
+    """How the synthetic set is used: a probe on it blended with the local probe at the prediction level, λ·p_local + (1−λ)·p_syn (``prediction``, reference), or one probe on the real train split ∪ the synthetic set with loss λ·L_real + (1−λ)·L_syn (``data``, fedsim/evaluation/mixing.py); λ chosen on validation either way."""
+    mix_lambdas: tuple[float, ...] = DATA_LAMBDAS
+    """``--evaluation.mix data``: grid of λ, the real records' share of the loss (1 = the local probe alone, 0 = the synthetic probe alone); must contain 1 so validation can fall back to local-only."""
     probe: LinearProbeConfig = LinearProbeConfig()
     """Linear classifier options (--evaluation.probe.preset reference|tuned)."""
     test: TestSets = "both"
@@ -49,10 +71,21 @@ class EvaluationConfig:
         check(self, prefix, [
             ("selection", self.selection in typing.get_args(SelectionRule), "one of "
              + ", ".join(typing.get_args(SelectionRule))),
-            ("synthetic_labels", self.synthetic_labels in ("client", "global"), "one of client, global"),
+            ("synthetic_labels", self.synthetic_labels in typing.get_args(SyntheticLabels),
+             "one of " + ", ".join(typing.get_args(SyntheticLabels))),
+            ("synthetic_size", parse_synthetic_size(self.synthetic_size) is not None,
+             "a multiple of the client's train size such as 4x or a record count such as 2000"),
+            ("mix", self.mix in typing.get_args(Mix), "one of " + ", ".join(typing.get_args(Mix))),
+            ("mix_lambdas", all(finite(v) and 0 <= v <= 1 for v in self.mix_lambdas) and 1.0 in self.mix_lambdas,
+             "numbers in [0, 1] that include 1 (the local probe alone)"),
             ("test", self.test in typing.get_args(TestSets), "one of " + ", ".join(typing.get_args(TestSets))),
         ])
         self.probe.validate(prefix + "probe.")
+
+    def synthetic_count(self, train_size: int) -> int:
+        """Records of a client's synthetic set for a train split of ``train_size`` records."""
+        kind, value = parse_synthetic_size(self.synthetic_size) or ("multiple", 1.0)
+        return int(value) if kind == "count" else max(1, int(round(value * train_size)))
 
 
 def local_probe(data, probe: LinearProbeConfig, seed: int) -> FittedProbe:
@@ -78,12 +111,18 @@ def scored_global_test(global_test: GlobalTestSet | None, local_proba: Callable[
 
 def evaluate_with_synthetic(data, synthetic_x: np.ndarray, synthetic_y: np.ndarray,
                             probe: LinearProbeConfig, seed: int,
-                            global_test: GlobalTestSet | None = None) -> ClientEvaluation:
+                            global_test: GlobalTestSet | None = None, mix: Mix = "prediction",
+                            mix_lambdas: tuple[float, ...] = DATA_LAMBDAS) -> ClientEvaluation:
     """Blend of a classifier on real train data and one on the synthetic set (both
-    chosen on the client's real validation split); also scored on ``global_test``."""
+    chosen on the client's real validation split), or with ``mix="data"`` one classifier
+    per λ of ``mix_lambdas`` on both sets (:mod:`fedsim.evaluation.mixing`); also scored
+    on ``global_test``."""
     local = local_probe(data, probe, seed)
     synthetic = fit_probe(synthetic_x, synthetic_y, data.num_classes, data.x_val, data.y_val, probe, seed,
                           "global", data.client_id)
+    if mix == "data":
+        return evaluate_data_mix(data, local, synthetic, synthetic_x, synthetic_y, probe, seed, mix_lambdas,
+                                 global_test)
     return blend_evaluation(data.client_id, data.y_val, data.y_test, local.probabilities(data.x_val),
                             synthetic.probabilities(data.x_val), local.probabilities(data.x_test),
                             synthetic.probabilities(data.x_test), DEFAULT_LAMBDAS,
@@ -107,13 +146,15 @@ def evaluate_generator(data, artifact, evaluation: EvaluationConfig, seed: int,
                        global_test: GlobalTestSet | None = None) -> ClientEvaluation:
     """Reference protocol for a generative method: the client samples the shared
     generator (``artifact.sample(labels, generator)``) with labels from
-    :func:`synthetic_labels_for`, then blends real-data and synthetic-data classifiers."""
+    :func:`synthetic_labels_for`, then mixes real-data and synthetic-data classifiers
+    (``evaluation.mix``)."""
     from fedsim.seeding import torch_generator
 
     generator = torch_generator(seed, "synthesis", data.client_id)
-    labels = synthetic_labels_for(data, artifact.sample_labels, evaluation.synthetic_labels, generator)
+    labels = synthetic_labels_for(data, lambda size: artifact.sample_labels(size, generator), evaluation)
     synthetic = artifact.sample(labels, generator)
-    return evaluate_with_synthetic(data, synthetic, labels, evaluation.probe, seed, global_test)
+    return evaluate_with_synthetic(data, synthetic, labels, evaluation.probe, seed, global_test, evaluation.mix,
+                                   evaluation.mix_lambdas)
 
 
 def evaluate_global_only(data, global_proba: Callable[[np.ndarray], np.ndarray],
@@ -125,8 +166,24 @@ def evaluate_global_only(data, global_proba: Callable[[np.ndarray], np.ndarray],
                             None, scored_global_test(global_test, global_proba, global_proba))
 
 
-def synthetic_labels_for(data, artifact_sample_labels, policy: str, generator) -> np.ndarray:
-    """The labels a client synthesises: its own train label counts, or DP global draws."""
-    if policy == "client":
-        return np.sort(data.y_train.astype(np.int64))
-    return artifact_sample_labels(len(data.y_train), generator)
+def proportional_counts(weights: np.ndarray, total: int) -> np.ndarray:
+    """Integer counts summing to ``total`` in proportion to ``weights`` (largest remainders,
+    ties to the lower class): exactly ``weights`` when they are counts summing to ``total``."""
+    share = total * np.asarray(weights, dtype=np.float64) / np.sum(weights)
+    counts = np.floor(share).astype(np.int64)
+    order = np.argsort(-(share - counts), kind="stable")
+    counts[order[:total - counts.sum()]] += 1
+    return counts
+
+
+def synthetic_labels_for(data, draw_labels: Callable[[int], np.ndarray], evaluation: EvaluationConfig) -> np.ndarray:
+    """The labels a client synthesises, ``evaluation.synthetic_count(train size)`` of them
+    (sorted unless drawn): in proportion to its own train label counts (``client``; at
+    ``1x`` exactly its train labels), ``draw_labels(size)`` (``global``: the generator's DP
+    label distribution), or equal counts of every class (``balanced``)."""
+    size = evaluation.synthetic_count(len(data.y_train))
+    if evaluation.synthetic_labels == "global":
+        return draw_labels(size)
+    weights = (np.bincount(data.y_train.astype(np.int64), minlength=data.num_classes)
+               if evaluation.synthetic_labels == "client" else np.ones(data.num_classes))
+    return np.repeat(np.arange(data.num_classes), proportional_counts(weights, size))

@@ -109,14 +109,27 @@ def record_weights(codes: np.ndarray, present: int, class_weight: str) -> np.nda
     return len(codes) / (present * counts[codes])
 
 
+def mixture_weights(y: np.ndarray, groups: np.ndarray, shares: tuple[float, ...], class_weight: str) -> np.ndarray:
+    """Per-record weights (mean 1) of ``Σ_g share_g · L_g``, ``L_g`` the mean loss over the
+    records of group ``g`` weighted within the group by :func:`record_weights` (shares sum
+    to 1; the data-level mix, :mod:`fedsim.evaluation.mixing`)."""
+    weights = np.empty(len(y))
+    for group, share in enumerate(shares):
+        members = groups == group
+        codes = np.unique(y[members], return_inverse=True)[1]
+        weights[members] = share * len(y) / members.sum() * record_weights(codes, codes.max() + 1, class_weight)
+    return weights
+
+
 def fit_logistic(x: np.ndarray, y: np.ndarray, num_classes: int, inverse_l2: float,
                  class_weight: str = "balanced", max_iter: int = 500, tolerance: float = 1e-6,
-                 start: LogisticProbe | None = None) -> LogisticProbe:
+                 start: LogisticProbe | None = None, weights: np.ndarray | None = None) -> LogisticProbe:
     """Minimise ``f`` of the module docstring by full-batch L-BFGS (float64, analytic
     gradient; SciPy's L-BFGS-B without bounds, ~3× less overhead per iteration than
     ``torch.optim.LBFGS`` on these small problems), from zero or from ``start`` (a warm
     start: a probe fitted on the same data at another C, or on a superset of the data,
-    whose classes include these; its rows of the classes present here are used)."""
+    whose classes include these; its rows of the classes present here are used);
+    ``weights`` (per record, mean 1) replace the ``w_i`` of ``class_weight``."""
     from scipy.optimize import minimize
 
     classes, codes = np.unique(np.asarray(y, dtype=np.int64), return_inverse=True)
@@ -126,7 +139,7 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, num_classes: int, inverse_l2: flo
     features = np.asarray(x, dtype=np.float64)
     features_t = np.ascontiguousarray(features.T)  # (d, n): the logits' product below
     onehot = np.eye(present)[codes]
-    scaled = record_weights(codes, present, class_weight) / n
+    scaled = (record_weights(codes, present, class_weight) if weights is None else np.asarray(weights)) / n
     penalty = 1.0 / (2.0 * inverse_l2 * n)
 
     def objective(theta: np.ndarray) -> tuple[float, np.ndarray]:
@@ -203,16 +216,23 @@ def candidate_name(inverse_l2: float) -> str:
 
 
 def fit_probe(x: np.ndarray, y: np.ndarray, num_classes: int, x_val: np.ndarray, y_val: np.ndarray,
-              config: LinearProbeConfig, seed: int, *tags: int | str) -> FittedProbe:
+              config: LinearProbeConfig, seed: int, *tags: int | str,
+              mixture: tuple[np.ndarray, tuple[float, ...]] | None = None) -> FittedProbe:
     """The probe of ``config.preset`` trained on ``(x, y)``; ``tuned`` chooses among its
     candidates on ``(x_val, y_val)`` and out-of-fold predictions of ``(x, y)`` by the
     module's rule (one standard error among the converged probes, then a paired test
     against the reference probe).  ``seed`` and ``tags`` seed the reference probe (as
-    :func:`train_linear`) and the folds."""
+    :func:`train_linear`) and the folds.  ``mixture = (groups, shares)`` weights the loss
+    as :func:`mixture_weights` (within-group class balance for the converged probes as
+    ``config.class_weight``, none for the reference probe), in the folds' fits too."""
     models: dict[str, nn.Linear | LogisticProbe] = {}
     candidates: list[tuple[str, Probabilities]] = []
+    weights, reference_weights = None, None
+    if mixture is not None:
+        weights = mixture_weights(y, mixture[0], mixture[1], config.class_weight)
+        reference_weights = mixture_weights(y, mixture[0], mixture[1], "none")
     if config.preset == "reference" or config.include_reference:
-        reference = train_linear(x, y, num_classes, config, seed, *tags)
+        reference = train_linear(x, y, num_classes, config, seed, *tags, weights=reference_weights)
         models["reference"] = reference
         candidates.append(("reference", functools.partial(predict_proba, reference)))
     if config.preset == "reference":
@@ -221,14 +241,15 @@ def fit_probe(x: np.ndarray, y: np.ndarray, num_classes: int, x_val: np.ndarray,
     converged: dict[str, LogisticProbe] = {}
     for inverse_l2 in sorted(config.inverse_l2):
         previous = fit_logistic(x, y, num_classes, inverse_l2, config.class_weight, config.max_iter,
-                                config.tolerance, previous)
+                                config.tolerance, previous, weights)
         models[candidate_name(inverse_l2)] = converged[candidate_name(inverse_l2)] = previous
         candidates.append((candidate_name(inverse_l2), previous.probabilities))
     names = tuple(name for name, _ in candidates)
     val_probabilities = [proba(x_val) for _, proba in candidates]
     labels, predictions = np.asarray(y_val), val_probabilities
     if config.folds >= 2:
-        held_out = out_of_fold(x, y, num_classes, config, converged, seed, *tags)
+        held_out = out_of_fold(x, y, num_classes, config, converged, seed, *tags,
+                               weights=weights, reference_weights=reference_weights)
         labels = np.concatenate([labels, np.asarray(y)])
         predictions = [np.concatenate([p, held_out[name]]) for p, name in zip(val_probabilities, names)]
     scored = [validation_score(labels, p) for p in predictions]
@@ -272,11 +293,14 @@ def stratified_folds(y: np.ndarray, folds: int, rng: np.random.Generator) -> np.
 
 
 def out_of_fold(x: np.ndarray, y: np.ndarray, num_classes: int, config: LinearProbeConfig,
-                full: dict[str, LogisticProbe], seed: int, *tags: int | str) -> dict[str, np.ndarray]:
+                full: dict[str, LogisticProbe], seed: int, *tags: int | str, weights: np.ndarray | None = None,
+                reference_weights: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Candidate name → ``(n, num_classes)`` probabilities of each train record by that
     candidate fitted on the other ``config.folds`` − 1 folds (:func:`stratified_folds`);
     each fold's converged fits start from ``full``'s at the same C (fitted on all of
-    ``(x, y)``: near the fold's optimum, so few iterations)."""
+    ``(x, y)``: near the fold's optimum, so few iterations).  ``weights`` and
+    ``reference_weights`` (per record, or None) weight the converged and the reference
+    fits as in :func:`fit_probe`, restricted to each fold's kept records."""
     from fedsim.seeding import numpy_rng
 
     y = np.asarray(y)
@@ -285,7 +309,8 @@ def out_of_fold(x: np.ndarray, y: np.ndarray, num_classes: int, config: LinearPr
     out = {name: np.zeros((len(y), num_classes)) for name in names}
     kept_by_fold = assignment[None, :] != np.arange(config.folds)[:, None]
     if config.include_reference:
-        references = train_linear_folds(x, y, num_classes, config, kept_by_fold, seed, *tags)
+        references = train_linear_folds(x, y, num_classes, config, kept_by_fold, seed, *tags,
+                                        weights=reference_weights)
         for fold, reference in enumerate(references):
             held = ~kept_by_fold[fold]
             out["reference"][held] = predict_proba(reference, x[held])
@@ -295,6 +320,7 @@ def out_of_fold(x: np.ndarray, y: np.ndarray, num_classes: int, config: LinearPr
             continue
         for inverse_l2 in config.inverse_l2:
             fitted = fit_logistic(x[kept], y[kept], num_classes, inverse_l2, config.class_weight, config.max_iter,
-                                  config.tolerance, full[candidate_name(inverse_l2)])
+                                  config.tolerance, full[candidate_name(inverse_l2)],
+                                  None if weights is None else weights[kept])
             out[candidate_name(inverse_l2)][held] = fitted.probabilities(x[held])
     return out

@@ -51,17 +51,18 @@ def spec_of(federation: Federation) -> FederationSpec:
 
 def run(algorithm: str, method, federation: Federation, rounds: int = 5, epsilon: float = float("inf"),
         local_epochs: int = 1, seed: int = 0, selection: str = "global", batch_size: int | None = None,
-        global_test: bool = True, device: str = "cpu", **privacy):
+        global_test: bool = True, device: str = "cpu", evaluation: EvaluationConfig | None = None, **privacy):
     """Run a whole federation in process; return (result, per-client rows, pool, server)
     (``batch_size`` None: the method's default B from its registry record; ``device``: ``--device``; ``global_test``:
-    also score the class-balanced global test set of ``federation``'s test splits).  Toy runs are
+    also score the class-balanced global test set of ``federation``'s test splits; ``evaluation``: the
+    downstream options, ``selection`` replacing its own).  Toy runs are
     compared bit for bit, so their DP noise is the seeded one unless ``reproducible_noise=False``
     is passed (the secure source is tested in tests/privacy/test_secure_noise.py)."""
     privacy.setdefault("reproducible_noise", True)
     privacy.setdefault("max_records", MAX_RECORDS)
     settings = RunSettings(algorithm, method, PrivacyConfig(epsilon=epsilon, **privacy),
                            TrainingConfig(rounds=rounds, local_epochs=local_epochs, batch_size=batch_size),
-                           EvaluationConfig(selection=selection), seed, device)
+                           dataclasses.replace(evaluation or EvaluationConfig(), selection=selection), seed, device)
     module = algorithm_module(algorithm)
     spec = spec_of(federation)
     server = module.make_server(spec, settings)

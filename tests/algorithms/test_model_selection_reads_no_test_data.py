@@ -16,6 +16,7 @@ from baselines_toy import mean, poison_test, run, toy_federation
 from fedsim.algorithms.dp_cgan import DPCGANConfig
 from fedsim.algorithms.dp_stats import DPStatsConfig
 from fedsim.algorithms.fedhypevae.config import FedHypeVAEConfig
+from fedsim.evaluation.downstream import EvaluationConfig
 
 METHODS = [
     ("dp-cgan", DPCGANConfig(latent_dim=8, generator_hidden=(32,), discriminator_hidden=(32,), lr=1e-2), 32),
@@ -41,3 +42,21 @@ def test_selection_and_training_never_read_test_data(algorithm, config, batch_si
                                   poisoned.artifact.sample(labels, torch.Generator().manual_seed(0)))
     assert mean(poisoned_rows, "acc") != mean(clean_rows, "acc")
     assert mean(poisoned_rows, "global_acc") != mean(clean_rows, "global_acc")  # the global test set is poisoned too
+
+
+@pytest.mark.parametrize("algorithm,config,batch_size", METHODS[1:], ids=[name for name, _, _ in METHODS[1:]])
+@pytest.mark.parametrize("evaluation", [EvaluationConfig(mix="data", synthetic_size="3x", synthetic_labels="balanced"),
+                                        EvaluationConfig(synthetic_size="2x", synthetic_labels="global")],
+                         ids=["data-balanced-3x", "prediction-global-2x"])
+def test_synthetic_set_options_never_read_test_data(algorithm, config, batch_size, evaluation):
+    """The same with the data-level mix and larger, relabelled synthetic sets (issue 16)."""
+    federation = toy_federation()
+    results = [run(algorithm, config, f, rounds=2, epsilon=1.0, selection="per-client", batch_size=batch_size,
+                   reproducible_noise=True, evaluation=evaluation) for f in (federation, poison_test(federation))]
+    (clean, clean_rows, _, _), (poisoned, poisoned_rows, _, _) = results
+    assert [r["lambda"] for r in clean_rows] == [r["lambda"] for r in poisoned_rows]
+    assert [r["val_acc"] for r in clean_rows] == [r["val_acc"] for r in poisoned_rows]
+    assert [e.probes for e in clean.evaluations] == [e.probes for e in poisoned.evaluations]
+    assert len(clean.evaluations[0].lambdas) == (len(evaluation.mix_lambdas) if evaluation.mix == "data" else 11)
+    assert mean(poisoned_rows, "acc") != mean(clean_rows, "acc")
+    assert mean(poisoned_rows, "global_acc") != mean(clean_rows, "global_acc")

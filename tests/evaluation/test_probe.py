@@ -147,6 +147,33 @@ def test_batched_fold_references_follow_their_own_reference_training():
         np.testing.assert_allclose(predict_proba(model, x), predict_proba(alone, x), atol=1e-5)
 
 
+def test_weighted_fold_probes_follow_their_own_weighted_train_linear():
+    """The data-level mix's weights reach the folds: fold f's probe is train_linear on its
+    kept records with their weights."""
+    x, y = overlapping_blobs(90)
+    kept = stratified_folds(y, 3, np.random.default_rng(1))[None, :] != np.arange(3)[:, None]
+    weights = np.random.default_rng(2).uniform(0.2, 2.0, size=len(y))
+    config = LinearProbeConfig()
+    batched = train_linear_folds(x, y, 5, config, kept, 4, "global", 2, weights=weights)
+    for fold, model in enumerate(batched):
+        alone = train_linear(x[kept[fold]], y[kept[fold]], 5, config, 4, "global", 2, "fold", fold,
+                             weights=weights[kept[fold]])
+        np.testing.assert_allclose(predict_proba(model, x), predict_proba(alone, x), atol=1e-5)
+
+
+def test_weighted_out_of_fold_fits_use_the_kept_records_weights():
+    x, y = overlapping_blobs(120)
+    weights = np.random.default_rng(3).uniform(0.2, 2.0, size=len(y))
+    config = LinearProbeConfig(inverse_l2=(0.1,), folds=3, tolerance=1e-9, max_iter=2000, include_reference=False)
+    full = {candidate_name(0.1): fit_logistic(x, y, 4, 0.1, tolerance=1e-9, max_iter=2000, weights=weights)}
+    got = out_of_fold(x, y, 4, config, full, 6, "local", 3, weights=weights)
+    assignment = stratified_folds(y, 3, numpy_rng(6, "probe-folds", "local", 3))
+    for fold in range(3):
+        held = assignment == fold
+        cold = fit_logistic(x[~held], y[~held], 4, 0.1, tolerance=1e-9, max_iter=2000, weights=weights[~held])
+        np.testing.assert_allclose(got[candidate_name(0.1)][held], cold.probabilities(x[held]), atol=1e-5)
+
+
 def test_out_of_fold_predictions_come_from_fits_on_the_other_folds():
     x, y = overlapping_blobs(120)
     config = LinearProbeConfig(inverse_l2=(0.01, 1.0), folds=4, tolerance=1e-9, max_iter=2000)
