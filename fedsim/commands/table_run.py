@@ -45,6 +45,7 @@ from fedsim.commands.training_run import run_configuration
 from fedsim.commands.worker_pool import resolve_jobs, run_in_workers, worker_threads
 from fedsim.data.federation import PartitionScheme, load_federation
 from fedsim.errors import UserError
+from fedsim.evaluation import PROTOCOL_REVISION
 from fedsim.evaluation.bounds import bound_results
 from fedsim.evaluation.fidelity import fidelity, held_out_real
 from fedsim.evaluation.report import write_reports
@@ -169,6 +170,11 @@ def load_finished(path: Path, planned: PlannedRun) -> dict | None:
     if not path.exists():
         return None
     record = json.loads(path.read_text(encoding="utf-8"))
+    revision = record.get("protocol_revision", 1)
+    if revision != PROTOCOL_REVISION:
+        raise UserError(f"{path} was evaluated under fedsim's evaluation protocol revision {revision}, "
+                        f"this fedsim's is {PROTOCOL_REVISION} (fedsim.evaluation.PROTOCOL_REVISION); "
+                        f"use another --out or delete that file.")
     if record.get("fingerprint") != fingerprint(planned.command, planned.row) and not _saved_by_older_fedsim(record, planned):
         raise UserError(f"{path} holds a result of a different configuration than this command's "
                         f"{planned.label}; use another --out or delete that file.")
@@ -202,7 +208,7 @@ def run_one(planned: PlannedRun) -> dict:
     clients = [dict(row, epsilon=epsilons[row["client"]]) for row in outcome.rows]
     modes = {r.privacy_mode for r in outcome.result.privacy_records}
     return {
-        "fingerprint": fingerprint(planned.command),
+        "fingerprint": fingerprint(planned.command), "protocol_revision": PROTOCOL_REVISION,
         "row": planned.row.key, "method": planned.row.name, "algorithm": planned.row.algorithm, "kind": "method",
         "configuration": planned.configuration.key, "configuration_label": planned.configuration.label,
         "seed": planned.seed,
@@ -227,7 +233,7 @@ def bound_record(planned: PlannedRun) -> dict:
     federation = load_federation(command.data, command.seed)
     rows = bound_results(planned.row.algorithm, federation, command.evaluation, command.seed)
     return {
-        "fingerprint": fingerprint(command, planned.row),
+        "fingerprint": fingerprint(command, planned.row), "protocol_revision": PROTOCOL_REVISION,
         "row": planned.row.key, "method": planned.row.name, "algorithm": planned.row.algorithm, "kind": "bound",
         "configuration": planned.configuration.key, "configuration_label": planned.configuration.label,
         "seed": planned.seed,

@@ -111,6 +111,17 @@ def test_changed_configuration_is_refused(tmp_path, count_runs, capsys):
     record = json.loads((out / "results" / "fedavg__iid__seed0.json").read_text())
     assert record["config"]["training"]["rounds"] == 2
     assert main(["table", *args, "--run.evaluation.test", "client"]) == 2  # a bound's options changed too
+    capsys.readouterr()
+    for name in ("fedavg__iid__seed0.json", "bound-local-only__iid__seed0.json"):
+        # a record from before the protocol revision (its defaults evaluated differently)
+        path = out / "results" / name
+        old = json.loads(path.read_text())
+        assert old.pop("protocol_revision") == table_run.PROTOCOL_REVISION
+        path.write_text(json.dumps(old))
+        assert main(["table", *args]) == 2
+        assert "protocol revision 1" in capsys.readouterr().err
+        path.write_text(json.dumps(dict(old, protocol_revision=table_run.PROTOCOL_REVISION)))
+    assert main(["table", *args]) == 0
 
 
 def test_bound_records_ignore_method_options(tmp_path):
