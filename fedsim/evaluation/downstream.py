@@ -11,7 +11,9 @@ driver passes one (``global_test``): it is scored, never fitted or selected on.
 
 from __future__ import annotations
 
+import hashlib
 import typing
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Callable, Literal
 
@@ -88,10 +90,41 @@ class EvaluationConfig:
         return int(value) if kind == "count" else max(1, int(round(value * train_size)))
 
 
+LOCAL_PROBE_CACHE_SIZE = 256
+"""Local probes kept per process (a few hundred kB each: one table's clients × runs)."""
+
+_local_probes: OrderedDict[str, FittedProbe] = OrderedDict()
+
+
+def local_probe_key(data, probe: LinearProbeConfig, seed: int) -> str:
+    """SHA-256 of everything :func:`local_probe` reads: the client's id, class count, train
+    and validation arrays (bytes, dtype and shape), the probe options and the seed."""
+    digest = hashlib.sha256(repr((data.client_id, data.num_classes, probe, seed)).encode())
+    for array in (data.x_train, data.y_train, data.x_val, data.y_val):
+        array = np.ascontiguousarray(array)
+        digest.update(repr((array.dtype.str, array.shape)).encode())
+        digest.update(array.data)
+    return digest.hexdigest()
+
+
 def local_probe(data, probe: LinearProbeConfig, seed: int) -> FittedProbe:
-    """The probe trained on the client's real train split (chosen on its validation split)."""
-    return fit_probe(data.x_train, data.y_train, data.num_classes, data.x_val, data.y_val, probe, seed,
-                     "local", data.client_id)
+    """The probe trained on the client's real train split (chosen on its validation split).
+
+    Memoised per process (LRU, :data:`LOCAL_PROBE_CACHE_SIZE`) by :func:`local_probe_key`:
+    :func:`~fedsim.evaluation.probe.fit_probe` is a deterministic function of those inputs
+    (seeded reference probe and folds), and every method and bound of a table evaluated on
+    one federation × seed needs the same local probes, which are half of an evaluation's
+    time with the tuned probe's folds.  The returned probe is shared: do not mutate it."""
+    key = local_probe_key(data, probe, seed)
+    if key in _local_probes:
+        _local_probes.move_to_end(key)
+        return _local_probes[key]
+    fitted = fit_probe(data.x_train, data.y_train, data.num_classes, data.x_val, data.y_val, probe, seed,
+                       "local", data.client_id)
+    _local_probes[key] = fitted
+    while len(_local_probes) > LOCAL_PROBE_CACHE_SIZE:
+        _local_probes.popitem(last=False)
+    return fitted
 
 
 def local_probabilities(data, probe: LinearProbeConfig, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -58,3 +58,37 @@ def test_proportional_counts_sum_to_the_total():
 def test_bad_synthetic_set_options_are_user_errors(option, value):
     with pytest.raises(UserError, match="--evaluation." + option.replace("_", "-")):
         dataclasses.replace(EvaluationConfig(), **{option: value}).validate()
+
+
+def test_local_probes_are_reused_only_for_the_same_inputs(monkeypatch):
+    """The per-process memo of local probes: a hit only when every input of fit_probe is
+    the same; a changed train, validation, option or seed refits (and equals a fresh fit)."""
+    from fedsim.evaluation import downstream
+    from fedsim.evaluation.classifier import LinearProbeConfig
+    from fedsim.evaluation.probe import fit_probe
+
+    monkeypatch.setattr(downstream, "_local_probes", downstream.OrderedDict())
+    data = skewed_federation().clients[0]
+    config = LinearProbeConfig(inverse_l2=(0.1, 1.0), folds=2)
+    first = downstream.local_probe(data, config, 3)
+    assert downstream.local_probe(data, config, 3) is first
+    fresh = fit_probe(data.x_train, data.y_train, data.num_classes, data.x_val, data.y_val, config, 3,
+                      "local", data.client_id)
+    np.testing.assert_array_equal(first.probabilities(data.x_test), fresh.probabilities(data.x_test))
+    x_train = data.x_train.copy()
+    x_train[0, 0] += 1.0
+    changed = [dataclasses.replace(data, x_train=x_train), dataclasses.replace(data, y_val=data.y_val[::-1].copy()),
+               dataclasses.replace(data, x_test=data.x_test * 0)]  # the test split is not an input
+    keys = {downstream.local_probe_key(d, config, 3) for d in changed[:2]}
+    keys |= {downstream.local_probe_key(data, dataclasses.replace(config, folds=3), 3),
+             downstream.local_probe_key(data, config, 4), downstream.local_probe_key(data, config, 3)}
+    assert len(keys) == 5
+    assert downstream.local_probe_key(changed[2], config, 3) == downstream.local_probe_key(data, config, 3)
+    refit = downstream.local_probe(changed[0], config, 3)
+    assert refit is not first
+    expected = fit_probe(x_train, data.y_train, data.num_classes, data.x_val, data.y_val, config, 3, "local",
+                         data.client_id)
+    np.testing.assert_array_equal(refit.probabilities(data.x_test), expected.probabilities(data.x_test))
+    monkeypatch.setattr(downstream, "LOCAL_PROBE_CACHE_SIZE", 1)
+    downstream.local_probe(data, config, 5)
+    assert list(downstream._local_probes) == [downstream.local_probe_key(data, config, 5)]
