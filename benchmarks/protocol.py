@@ -44,7 +44,7 @@ def bound_row(federation, name: str, evaluation: EvaluationConfig, seed: int) ->
     start = time.perf_counter()
     evaluations = BOUNDS[name](federation, evaluation, seed)
     seconds = time.perf_counter() - start
-    summary = summarize(chosen_results(evaluations, evaluation.selection))
+    summary = summarize(chosen_results(evaluations, evaluation.selection, evaluation.lambda_guard))
     return summary["bacc_mean"], summary["bacc_std"], seconds
 
 

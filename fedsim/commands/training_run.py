@@ -147,7 +147,8 @@ def run_configuration(command, callbacks: Sequence[RunCallback] = ()) -> Configu
     with backend_started(command) as started:
         prepared = prepare(command)
         result = simulate(command, prepared, callbacks, started=started)
-    return ConfigurationResult(prepared, result, chosen_results(result.evaluations, command.evaluation.selection),
+    rows = chosen_results(result.evaluations, command.evaluation.selection, command.evaluation.lambda_guard)
+    return ConfigurationResult(prepared, result, rows,
                                ledger_to_json(result.privacy_records))
 
 
@@ -208,7 +209,7 @@ def run_ledger(command, federation, result: RunResult, releases_synthetic: bool)
 def write_outputs(command, federation, spec, module, result: RunResult, out) -> dict:
     """Write metrics, ledger, synthetic data, per-client results and the summary."""
     write_frame(result.round_metrics, out / "metrics.parquet")
-    rows = chosen_results(result.evaluations, command.evaluation.selection)
+    rows = chosen_results(result.evaluations, command.evaluation.selection, command.evaluation.lambda_guard)
     write_frame(rows, out / "clients.parquet")
 
     synthetic = module.synthetic_set(result.artifact, synthetic_set_size(command, federation, result.artifact),

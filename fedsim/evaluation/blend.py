@@ -7,7 +7,13 @@ one (trained on synthetic data, or a federated model).  For λ in a grid,
 
 λ is chosen on *validation* data only, either one λ for all clients (``global`` rule:
 the best mean validation accuracy across clients, as the reference) or one per client
-(``per-client`` rule).  Test metrics are computed for every λ but never read by the
+(``per-client`` rule).  The per-client rule is guarded (``--evaluation.lambda-guard m``,
+default 1): the validation-best λ replaces λ = 1 (the local classifier alone, no use of
+the shared data) only when it beats λ = 1 by more than ``m`` paired standard errors of
+the accuracy difference on the client's validation records
+(:func:`fedsim.evaluation.probe.paired_gain_of_hits` with one group); a validation split
+of a few dozen records otherwise picks a blend that is better on it by chance and worse
+on test (measured in README, "Methods and the paper's Table 1").  Test metrics are computed for every λ but never read by the
 choice; the reported figure is the test metric at the chosen λ.  With a global test
 set (:mod:`fedsim.evaluation.global_test`) the same blend is also scored on it, as
 ``global_acc``, ``global_bacc`` and ``global_f1`` (never read by the choice either).
@@ -21,6 +27,7 @@ from typing import Literal, Sequence
 import numpy as np
 
 from fedsim.evaluation.metrics import classification_metrics
+from fedsim.evaluation.probe import paired_gain_of_hits
 
 DEFAULT_LAMBDAS: tuple[float, ...] = tuple(round(0.1 * i, 1) for i in range(11))
 SelectionRule = Literal["global", "per-client"]
@@ -35,6 +42,7 @@ class ClientEvaluation:
     val_acc: np.ndarray                       # (L,)
     test: dict[str, np.ndarray] = field(default_factory=dict)  # metric -> (L,)
     probes: dict[str, str] = field(default_factory=dict)       # "local"/"global" -> chosen probe (validation only)
+    val_right: np.ndarray | None = None       # (L, n_val) bool: each λ's correct validation records (the guard)
 
 
 def blend_evaluation(client_id: int, y_val: np.ndarray, y_test: np.ndarray,
@@ -47,11 +55,14 @@ def blend_evaluation(client_id: int, y_val: np.ndarray, y_test: np.ndarray,
     the chosen probes, for the record); with ``global_test_set = (y, local, global)``
     (labels and both classifiers' probabilities on the global test set) also on it."""
     val_acc: list[float] = []
+    val_right: list[np.ndarray] = []
     test: dict[str, list[float]] = {"acc": [], "bacc": [], "f1": []}
     if global_test_set is not None:
         test.update({"global_acc": [], "global_bacc": [], "global_f1": []})
     for lam in lambdas:
-        val_acc.append(classification_metrics(y_val, lam * local_val + (1 - lam) * global_val)["acc"])
+        blended_val = lam * local_val + (1 - lam) * global_val
+        val_acc.append(classification_metrics(y_val, blended_val)["acc"])
+        val_right.append(validation_hits(y_val, blended_val))
         scores = classification_metrics(y_test, lam * local_test + (1 - lam) * global_test)
         if global_test_set is not None:
             y_global, local_global, global_global = global_test_set
@@ -60,7 +71,16 @@ def blend_evaluation(client_id: int, y_val: np.ndarray, y_test: np.ndarray,
         for name in test:
             test[name].append(scores[name])
     return ClientEvaluation(client_id, tuple(lambdas), np.asarray(val_acc),
-                            {k: np.asarray(v) for k, v in test.items()}, dict(probes or {}))
+                            {k: np.asarray(v) for k, v in test.items()}, dict(probes or {}),
+                            np.stack(val_right).reshape(len(val_right), len(y_val)))
+
+
+def validation_hits(y_val: np.ndarray, probabilities: np.ndarray) -> np.ndarray:
+    """Which validation records a classifier gets right (``argmax`` = label), for the λ guard."""
+    y_val = np.asarray(y_val)
+    if len(y_val) == 0:
+        return np.zeros(0, dtype=bool)
+    return np.asarray(probabilities).reshape(len(y_val), -1).argmax(axis=1) == y_val
 
 
 def kept_test_sets(evaluation: ClientEvaluation, test: str) -> ClientEvaluation:
@@ -71,21 +91,39 @@ def kept_test_sets(evaluation: ClientEvaluation, test: str) -> ClientEvaluation:
     return replace(evaluation, test={name: values for name, values in evaluation.test.items() if keep(name)})
 
 
-def select_lambdas(evaluations: Sequence[ClientEvaluation], rule: SelectionRule) -> list[int]:
-    """Index of the chosen λ for each client, from validation accuracy only."""
+def select_lambdas(evaluations: Sequence[ClientEvaluation], rule: SelectionRule, guard: float = 0.0) -> list[int]:
+    """Index of the chosen λ for each client, from validation accuracy only; with the
+    ``per-client`` rule and ``guard`` = m > 0, λ = 1 stays unless the best λ beats it
+    by more than m paired standard errors (module docstring; no validation records:
+    λ = 1).  ``guard`` = 0 is the plain arg-max (ties to the first λ of the grid)."""
     if rule == "global":
         val = np.stack([np.nan_to_num(e.val_acc, nan=0.0) for e in evaluations])
         best = int(np.argmax(val.mean(axis=0)))
         return [best] * len(evaluations)
     if rule == "per-client":
-        return [int(np.argmax(np.nan_to_num(e.val_acc, nan=0.0))) for e in evaluations]
+        return [guarded_choice(e, guard) for e in evaluations]
     raise ValueError(f"unknown selection rule {rule!r}; valid: 'global', 'per-client'")
 
 
-def chosen_results(evaluations: Sequence[ClientEvaluation], rule: SelectionRule) -> list[dict]:
-    """Per-client rows: chosen λ and the test metrics there."""
+def guarded_choice(evaluation: ClientEvaluation, guard: float) -> int:
+    """One client's λ index under the per-client rule with guard ``guard`` (:func:`select_lambdas`)."""
+    best = int(np.argmax(np.nan_to_num(evaluation.val_acc, nan=0.0)))
+    if guard <= 0 or 1.0 not in evaluation.lambdas:
+        return best
+    alone = evaluation.lambdas.index(1.0)
+    if best == alone:
+        return best
+    if evaluation.val_right is None:
+        raise ValueError(f"client {evaluation.client_id}: the λ guard needs each λ's validation hits (val_right)")
+    right = evaluation.val_right
+    gain, standard_error = paired_gain_of_hits(np.zeros(right.shape[1]), right[best], right[alone])
+    return best if gain > guard * standard_error else alone
+
+
+def chosen_results(evaluations: Sequence[ClientEvaluation], rule: SelectionRule, guard: float = 0.0) -> list[dict]:
+    """Per-client rows: chosen λ (:func:`select_lambdas`) and the test metrics there."""
     rows = []
-    for evaluation, index in zip(evaluations, select_lambdas(evaluations, rule)):
+    for evaluation, index in zip(evaluations, select_lambdas(evaluations, rule, guard)):
         row = {"client": evaluation.client_id, "lambda": evaluation.lambdas[index],
                "val_acc": float(evaluation.val_acc[index])}
         row.update({name: float(values[index]) for name, values in evaluation.test.items()})

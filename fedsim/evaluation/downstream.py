@@ -55,6 +55,8 @@ class EvaluationConfig:
     no noise) or one λ for all clients by mean validation accuracy (``global``, the
     reference code's protocol: it reads every client's validation records without noise,
     so the run's note says the reported metrics are simulator-side)."""
+    lambda_guard: float = 1.0
+    """``per-client`` rule: λ = 1 (the local probe alone) stays unless the validation-best λ beats it by more than this many paired standard errors of the accuracy difference on the client's validation records (fedsim/evaluation/blend.py); 0 = the plain arg-max, ties to λ = 0 (before evaluation protocol revision 3)."""
     synthetic_labels: SyntheticLabels = "client"
     """Labels of each client's synthetic set: in proportion to its own train label counts (``client``, reference), draws from the DP global label distribution (``global``; pooled-real: from the pooled train labels), or equal counts of every class (``balanced``)."""
     synthetic_size: str = "1x"
@@ -73,6 +75,7 @@ class EvaluationConfig:
         check(self, prefix, [
             ("selection", self.selection in typing.get_args(SelectionRule), "one of "
              + ", ".join(typing.get_args(SelectionRule))),
+            ("lambda_guard", finite(self.lambda_guard) and self.lambda_guard >= 0, "a finite number >= 0"),
             ("synthetic_labels", self.synthetic_labels in typing.get_args(SyntheticLabels),
              "one of " + ", ".join(typing.get_args(SyntheticLabels))),
             ("synthetic_size", parse_synthetic_size(self.synthetic_size) is not None,

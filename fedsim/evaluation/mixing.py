@@ -26,7 +26,7 @@ from typing import Sequence
 
 import numpy as np
 
-from fedsim.evaluation.blend import ClientEvaluation
+from fedsim.evaluation.blend import ClientEvaluation, validation_hits
 from fedsim.evaluation.classifier import LinearProbeConfig
 from fedsim.evaluation.global_test import GlobalTestSet
 from fedsim.evaluation.metrics import classification_metrics
@@ -50,7 +50,8 @@ def mixed_probe(data, synthetic_x: np.ndarray, synthetic_y: np.ndarray, lam: flo
 def scored_candidates(client_id: int, data, probabilities: Sequence[Probabilities], lambdas: Sequence[float],
                       probes: dict[str, str], global_test: GlobalTestSet | None = None) -> ClientEvaluation:
     """Validation accuracy and test metrics (and global-test ones) of one classifier per λ."""
-    val_acc = [classification_metrics(data.y_val, proba(data.x_val))["acc"] for proba in probabilities]
+    val_probabilities = [proba(data.x_val) for proba in probabilities]
+    val_acc = [classification_metrics(data.y_val, p)["acc"] for p in val_probabilities]
     test: dict[str, list[float]] = {"acc": [], "bacc": [], "f1": []}
     if global_test is not None:
         test.update({"global_acc": [], "global_bacc": [], "global_f1": []})
@@ -61,8 +62,9 @@ def scored_candidates(client_id: int, data, probabilities: Sequence[Probabilitie
             scores = scores | {f"global_{name}": value for name, value in pooled.items()}
         for name in test:
             test[name].append(scores[name])
+    val_right = np.stack([validation_hits(data.y_val, p) for p in val_probabilities]) if val_probabilities else None
     return ClientEvaluation(client_id, tuple(lambdas), np.asarray(val_acc),
-                            {k: np.asarray(v) for k, v in test.items()}, dict(probes))
+                            {k: np.asarray(v) for k, v in test.items()}, dict(probes), val_right)
 
 
 def evaluate_data_mix(data, local: FittedProbe, synthetic: FittedProbe, synthetic_x: np.ndarray,

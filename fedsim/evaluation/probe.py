@@ -272,7 +272,18 @@ def paired_gain(y: np.ndarray, challenger: np.ndarray, incumbent: np.ndarray) ->
     y = np.asarray(y)
     if len(y) == 0:
         return float("nan"), float("nan")
-    challenger_right, incumbent_right = challenger.argmax(axis=1) == y, incumbent.argmax(axis=1) == y
+    return paired_gain_of_hits(y, challenger.argmax(axis=1) == y, incumbent.argmax(axis=1) == y)
+
+
+def paired_gain_of_hits(groups: np.ndarray, challenger_right: np.ndarray,
+                        incumbent_right: np.ndarray) -> tuple[float, float]:
+    """:func:`paired_gain` from the records each classifier gets right, balanced over
+    ``groups`` (the labels: balanced accuracy; one group: plain accuracy, as the λ
+    guard of :func:`fedsim.evaluation.blend.select_lambdas` uses it)."""
+    y = np.asarray(groups)
+    if len(y) == 0:
+        return float("nan"), float("nan")
+    challenger_right, incumbent_right = np.asarray(challenger_right, bool), np.asarray(incumbent_right, bool)
     classes, counts = np.unique(y, return_counts=True)
     wins = np.array([np.sum(challenger_right & ~incumbent_right & (y == c)) for c in classes])
     losses = np.array([np.sum(~challenger_right & incumbent_right & (y == c)) for c in classes])
