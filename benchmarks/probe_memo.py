@@ -6,7 +6,8 @@ per process.  This runs the plan of ``python -m fedsim.run table --quick`` (one 
 IID only, the given methods and bounds) in this process, one torch thread, once with the
 memo off (``LOCAL_PROBE_CACHE_SIZE = 0``) and once on, alternating for ``--repeats``
 rounds, and prints each arm's wall times, their medians and the ratio; then checks that
-both arms produced the same per-client rows (the memo must not change results).
+both arms produced the same per-client rows (the memo must not change results; the runs
+use seeded DP noise, ``--privacy.reproducible-noise``, for that comparison).
 
     python benchmarks/probe_memo.py [--dataset synthetic-organs] [--repeats 1] \\
         [--methods fedavg dp-fedavg dp-stats] [--bounds local-only pooled-real]
@@ -43,7 +44,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    run = replace(RUN_DEFAULTS, data=replace(RUN_DEFAULTS.data, dataset=args.dataset), threads=1, progress=False)
+    # seeded DP noise, so that the two arms' results can be compared (secure noise differs per run)
+    run = replace(RUN_DEFAULTS, data=replace(RUN_DEFAULTS.data, dataset=args.dataset), threads=1, progress=False,
+                  privacy=replace(RUN_DEFAULTS.privacy, reproducible_noise=True))
     table = TableCommand(run=run, methods=tuple(args.methods), bounds=tuple(args.bounds), alphas=(), quick=True,
                          progress=False)
     runs = len(table_run.plan(table))
