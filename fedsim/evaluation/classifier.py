@@ -64,6 +64,13 @@ class LinearProbeConfig:
         ])
 
 
+def feature_tensor(x: np.ndarray) -> torch.Tensor:
+    """``x`` as a float32 tensor, sharing memory where it can; a read-only array (a Ray
+    object store's) is copied, as torch cannot share it without a warning."""
+    array = np.asarray(x, dtype=np.float32)
+    return torch.from_numpy(array if array.flags.writeable else array.copy())
+
+
 def train_linear(x: np.ndarray, y: np.ndarray, num_classes: int, config: LinearProbeConfig,
                  seed: int, *tags: int | str, weights: np.ndarray | None = None) -> nn.Linear:
     """A linear classifier fitted on ``(x, y)`` with full-batch Adam (the reference probe);
@@ -71,7 +78,7 @@ def train_linear(x: np.ndarray, y: np.ndarray, num_classes: int, config: LinearP
     (:mod:`fedsim.evaluation.mixing`) needs."""
     with seeded(seed, "linear-probe", *tags):
         model = nn.Linear(x.shape[1], num_classes)
-    features = torch.as_tensor(x, dtype=torch.float32)
+    features = feature_tensor(x)
     targets = torch.as_tensor(y, dtype=torch.long)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     scale = None if weights is None else torch.as_tensor(weights, dtype=torch.float32)
@@ -103,7 +110,7 @@ def train_linear_folds(x: np.ndarray, y: np.ndarray, num_classes: int, config: L
             models.append(nn.Linear(x.shape[1], num_classes))
     weight = torch.stack([m.weight.detach() for m in models]).requires_grad_()   # (k, K, d)
     bias = torch.stack([m.bias.detach() for m in models]).requires_grad_()       # (k, K)
-    features = torch.as_tensor(x, dtype=torch.float32)
+    features = feature_tensor(x)
     targets = torch.as_tensor(y, dtype=torch.long).repeat(len(kept))
     record_weight = np.ones(len(y)) if weights is None else np.asarray(weights, dtype=np.float64)
     share = torch.as_tensor(kept * record_weight / np.maximum(kept.sum(axis=1, keepdims=True), 1), dtype=torch.float32)
@@ -124,4 +131,4 @@ def train_linear_folds(x: np.ndarray, y: np.ndarray, num_classes: int, config: L
 def predict_proba(model: nn.Module, x: np.ndarray) -> np.ndarray:
     """Softmax probabilities ``(n, K)``."""
     with torch.no_grad():
-        return torch.softmax(model(torch.as_tensor(x, dtype=torch.float32)), dim=1).numpy()
+        return torch.softmax(model(feature_tensor(x)), dim=1).numpy()

@@ -293,3 +293,21 @@ def test_bad_probe_options_are_user_errors(option, value):
         config = dataclasses.replace(config, include_reference=False)
     with pytest.raises(UserError, match="--evaluation.probe"):
         EvaluationConfig(probe=config).validate()
+
+
+def test_read_only_features_give_the_same_probabilities_without_a_warning():
+    """Arrays from Ray's object store are read-only: the probe copies them instead of
+    sharing them with torch (which warns), with the same numbers."""
+    import warnings
+
+    x, y = overlapping_blobs(60)
+    model = train_linear(x, y, 4, LinearProbeConfig(steps=5), 0)
+    frozen = x.copy()
+    frozen.flags.writeable = False
+    from fedsim.evaluation.classifier import feature_tensor
+
+    assert feature_tensor(frozen).numpy().flags.writeable                 # a copy, not the frozen memory
+    assert np.shares_memory(feature_tensor(x).numpy(), x)                 # writable float32: shared
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        np.testing.assert_array_equal(predict_proba(model, frozen), predict_proba(model, x))
