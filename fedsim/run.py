@@ -32,11 +32,23 @@ SUBCOMMANDS: dict[str, Callable[..., Any]] = {
 }
 
 
+TABLE_SHORTCUTS = {"--dataset": "--run.data.dataset"}
+"""``table`` options spelled as in ``train``: ``table --dataset digits`` is ``table --run.data.dataset digits``."""
+
+
+def table_shortcut(arg: str) -> str:
+    """``arg`` with a :data:`TABLE_SHORTCUTS` option name replaced (``--dataset x`` and ``--dataset=x``)."""
+    name, separator, value = arg.partition("=")
+    return TABLE_SHORTCUTS.get(name, name) + separator + value
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` (default: ``sys.argv[1:]``), run the command, return its exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or (args[0].startswith("-") and args[0] not in ("-h", "--help")):
         args = ["train", *args]  # no subcommand: the main job, FedHypeVAE training
+    if args[0] == "table":
+        args = [table_shortcut(arg) for arg in args]
     command = tyro.extras.subcommand_cli_from_dict(
         SUBCOMMANDS,
         args=args,

@@ -240,3 +240,14 @@ def test_a_workers_user_error_is_the_sequential_one(tmp_path, capsys):
         assert "Traceback" not in err
         errors.append([line for line in err.splitlines() if line.startswith("error:")])
     assert errors[0] == errors[1] and len(errors[0]) == 1 and "--data.min-samples 90" in errors[0][0]
+
+
+@pytest.mark.parametrize("args", [["--dataset", "digits"], ["--dataset=digits"]])
+def test_dataset_shortcut_sets_the_runs_dataset(monkeypatch, args):
+    """``table --dataset X`` (as ``train --data.dataset X``) is ``table --run.data.dataset X``."""
+    import fedsim.run
+
+    seen = []
+    monkeypatch.setattr(fedsim.run, "execute", lambda command: seen.append(command) or 0)
+    assert main(["table", *args, "--quick"]) == 0
+    assert isinstance(seen[0], TableCommand) and seen[0].run.data.dataset == "digits"
