@@ -21,6 +21,10 @@ downstream protocols ``MIX:LABELS:SIZE`` (``--evaluation.mix``, ``--evaluation.s
 ``--evaluation.synthetic-size``; e.g. ``data:balanced:4x``): a method is trained once and
 its generator evaluated under each (column ``evaluation``; the bounds follow each too);
 ``--first-global-only`` halves the cost of the others by not scoring them on the global test set.
+``--rules`` (default ``global:accuracy:0``, the reference's) lists λ choices
+``RULE:METRIC:GUARD`` (``--evaluation.selection``, ``--evaluation.lambda-metric``,
+``--evaluation.lambda-guard``; e.g. ``per-client:balanced:1``): every rule is applied to the
+same evaluations (column ``rule``; the choice reads validation only), so rules cost nothing.
 
 Resumable: one Parquet row per finished run and evaluation in ``--out`` (default
 ``benchmarks/results/privacy_utility.parquet``); a run already there is skipped.
@@ -67,7 +71,8 @@ from fedsim.simulation import LocalClientPool
 RESULTS = Path(__file__).parent / "results" / "privacy_utility.parquet"
 BOUND_NAMES = ("local-only", "pooled-real")
 REFERENCE_EVALUATION = "prediction:client:1x"
-KEY = ["dataset", "method", "epsilon", "seed", "rounds", "evaluation"]
+REFERENCE_RULE = "global:accuracy:0"
+KEY = ["dataset", "method", "epsilon", "seed", "rounds", "evaluation", "rule"]
 
 
 def evaluation_config(spec: str) -> EvaluationConfig:
@@ -76,6 +81,14 @@ def evaluation_config(spec: str) -> EvaluationConfig:
     config = EvaluationConfig(test="both", mix=mix, synthetic_labels=labels, synthetic_size=size)  # type: ignore[arg-type]
     config.validate()
     return config
+
+
+def lambda_rule(spec: str) -> tuple[str, str, float]:
+    """``(selection, metric, guard)`` of ``RULE:METRIC:GUARD``, validated as the CLI's options."""
+    selection, metric, guard = spec.split(":")
+    config = EvaluationConfig(selection=selection, lambda_metric=metric, lambda_guard=float(guard))  # type: ignore[arg-type]
+    config.validate()
+    return config.selection, config.lambda_metric, config.lambda_guard
 
 
 def validation_set(federation) -> GlobalTestSet:
@@ -109,9 +122,12 @@ def command_for(method: str, epsilon: float, seed: int, rounds: int, dataset: st
                         fedhypevae=fedhypevae)
 
 
-def scores(test_evals: list[ClientEvaluation], val_evals: list[ClientEvaluation]) -> dict[str, float]:
-    """Mean BACC over clients (%) at λ = 0 (or the only λ) and at the λ chosen on validation."""
-    chosen = select_lambdas(test_evals, "global")
+def scores(test_evals: list[ClientEvaluation], val_evals: list[ClientEvaluation],
+           rule: str = REFERENCE_RULE) -> dict[str, float]:
+    """Mean BACC over clients (%) at λ = 0 (or the only λ) and at the λ chosen on each
+    client's validation split by ``rule`` (:func:`lambda_rule`)."""
+    selection, metric, guard = lambda_rule(rule)
+    chosen = select_lambdas(test_evals, selection, guard, metric)  # type: ignore[arg-type]
     lambdas = test_evals[0].lambdas
     syn = lambdas.index(0.0) if 0.0 in lambdas else 0
 
@@ -143,8 +159,9 @@ def spread_ratio(module, artifact, federation, seed: int) -> float:
 
 
 def run_one(method: str, epsilon: float, seed: int, rounds: int, dataset: str,
-            evaluations: tuple[str, ...] = (REFERENCE_EVALUATION,), global_all: bool = True) -> list[dict]:
-    """One row per downstream protocol of ``evaluations``; a method is trained once.  The
+            evaluations: tuple[str, ...] = (REFERENCE_EVALUATION,), global_all: bool = True,
+            rules: tuple[str, ...] = (REFERENCE_RULE,)) -> list[dict]:
+    """One row per downstream protocol of ``evaluations`` and λ rule of ``rules``; a method is trained once.  The
     first protocol is scored on the global test set too; the others only with
     ``global_all`` (a second pass of every probe: without it their ``global_*`` are NaN)."""
     started = time.perf_counter()
@@ -177,19 +194,20 @@ def run_one(method: str, epsilon: float, seed: int, rounds: int, dataset: str,
         per_evaluation.append((evaluate(config, test_set) if global_all else None, val_evals, time.perf_counter()))
     rows, previous = [], started
     for spec, (test_evals, val_evals, finished) in zip(evaluations, per_evaluation):
-        row = scores(test_evals or val_evals, val_evals)
-        if test_evals is None:  # scored on the validation set in place of the global test set
-            row.update(global_syn=math.nan, global_blend=math.nan)
-        rows.append({"dataset": dataset, "method": method, "epsilon": epsilon, "seed": seed, "rounds": rounds,
-                     "evaluation": spec, **row, "spread": spread, "epsilon_spent": epsilon_max,
-                     "seconds": finished - previous})
+        for rule in rules:
+            row = scores(test_evals or val_evals, val_evals, rule)
+            if test_evals is None:  # scored on the validation set in place of the global test set
+                row.update(global_syn=math.nan, global_blend=math.nan)
+            rows.append({"dataset": dataset, "method": method, "epsilon": epsilon, "seed": seed, "rounds": rounds,
+                         "evaluation": spec, "rule": rule, **row, "spread": spread, "epsilon_spent": epsilon_max,
+                         "seconds": finished - previous})
         previous = finished
     return rows
 
 
 def print_tables(frame: pd.DataFrame) -> None:
     for dataset, rows in frame.groupby("dataset"):
-        table = rows.groupby(["evaluation", "method", "epsilon"]).agg(
+        table = rows.groupby(["evaluation", "rule", "method", "epsilon"]).agg(
             seeds=("seed", "count"), val_client=("val_client", "mean"), val_syn=("val_syn", "mean"), val_blend=("val_blend", "mean"),
             test_syn=("test_syn", "mean"), test_blend=("test_blend", "mean"), global_syn=("global_syn", "mean"),
             global_blend=("global_blend", "mean"), spread=("spread", "mean"))
@@ -202,10 +220,10 @@ def print_tables(frame: pd.DataFrame) -> None:
                                     if isinstance(v, float) else str(v) for k, v in row.items()) + " |")
 
 
-def run_key(key: tuple[str, str, float, int, int, tuple[str, ...], bool]) -> list[dict]:
-    """:func:`run_one` of ``(dataset, method, epsilon, seed, rounds, evaluations, global_all)``."""
-    dataset, method, epsilon, seed, rounds, evaluations, global_all = key
-    return run_one(method, epsilon, seed, rounds, dataset, evaluations, global_all)
+def run_key(key: tuple[str, str, float, int, int, tuple[str, ...], bool, tuple[str, ...]]) -> list[dict]:
+    """:func:`run_one` of ``(dataset, method, epsilon, seed, rounds, evaluations, global_all, rules)``."""
+    dataset, method, epsilon, seed, rounds, evaluations, global_all, rules = key
+    return run_one(method, epsilon, seed, rounds, dataset, evaluations, global_all, rules)
 
 
 def jobs_option(text: str) -> int | str:
@@ -230,15 +248,22 @@ def main() -> None:
     parser.add_argument("--first-global-only", action="store_true",
                         help="score only the first of --evaluations on the global test set (the others' "
                              "global columns are NaN): one pass of their probes instead of two")
+    parser.add_argument("--rules", nargs="+", default=[REFERENCE_RULE],
+                        help="λ choices RULE:METRIC:GUARD (global|per-client : accuracy|balanced : m >= 0); "
+                             "each applied to every evaluation (validation only), at no extra cost")
     parser.add_argument("--print-only", action="store_true", help="print the tables of --out and exit")
     args = parser.parse_args()
     frame = pd.read_parquet(args.out) if args.out.exists() else pd.DataFrame()
     if not frame.empty and "evaluation" not in frame:  # written before --evaluations
         frame["evaluation"] = REFERENCE_EVALUATION
+    if not frame.empty and "rule" not in frame:  # written before --rules
+        frame["rule"] = REFERENCE_RULE
     if not args.print_only:
         check_jobs(args.jobs, "--jobs")
         for spec in args.evaluations:
             evaluation_config(spec)
+        for spec in args.rules:
+            lambda_rule(spec)
         done = set() if frame.empty else set(frame[KEY].itertuples(index=False, name=None))
         # bounds do not depend on ε: one run, stored at ε = inf
         todo = []
@@ -246,13 +271,15 @@ def main() -> None:
             for method in args.methods:
                 for epsilon in ([math.inf] if method in BOUND_NAMES else args.epsilons):
                     run = (args.dataset, method, epsilon, seed, args.rounds)
-                    missing = tuple(spec for spec in args.evaluations if run + (spec,) not in done)
+                    missing = tuple(spec for spec in args.evaluations
+                                    if any(run + (spec, rule) not in done for rule in args.rules))
                     if missing:
-                        todo.append(run + (missing, not args.first_global_only))
+                        todo.append(run + (missing, not args.first_global_only, tuple(args.rules)))
         jobs = resolve_jobs(args.jobs, 0, len(todo))
         finished = ((key, run_key(key)) for key in todo) if jobs == 1 else \
             run_in_workers(run_key, todo, jobs, worker_threads(jobs, 0))
         for _, rows in finished:
+            rows = [row for row in rows if tuple(row[k] for k in KEY) not in done]  # a rule added to a run
             for row in rows:
                 print({k: (round(v, 2) if isinstance(v, float) else v) for k, v in row.items()}, flush=True)
             frame = pd.concat([frame, pd.DataFrame(rows)], ignore_index=True)

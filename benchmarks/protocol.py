@@ -44,7 +44,8 @@ def bound_row(federation, name: str, evaluation: EvaluationConfig, seed: int) ->
     start = time.perf_counter()
     evaluations = BOUNDS[name](federation, evaluation, seed)
     seconds = time.perf_counter() - start
-    summary = summarize(chosen_results(evaluations, evaluation.selection, evaluation.lambda_guard))
+    summary = summarize(chosen_results(evaluations, evaluation.selection, evaluation.lambda_guard,
+                                         evaluation.lambda_metric))
     return summary["bacc_mean"], summary["bacc_std"], seconds
 
 

@@ -147,7 +147,8 @@ def run_configuration(command, callbacks: Sequence[RunCallback] = ()) -> Configu
     with backend_started(command) as started:
         prepared = prepare(command)
         result = simulate(command, prepared, callbacks, started=started)
-    rows = chosen_results(result.evaluations, command.evaluation.selection, command.evaluation.lambda_guard)
+    rows = chosen_results(result.evaluations, command.evaluation.selection, command.evaluation.lambda_guard,
+                          command.evaluation.lambda_metric)
     return ConfigurationResult(prepared, result, rows,
                                ledger_to_json(result.privacy_records))
 
@@ -209,7 +210,8 @@ def run_ledger(command, federation, result: RunResult, releases_synthetic: bool)
 def write_outputs(command, federation, spec, module, result: RunResult, out) -> dict:
     """Write metrics, ledger, synthetic data, per-client results and the summary."""
     write_frame(result.round_metrics, out / "metrics.parquet")
-    rows = chosen_results(result.evaluations, command.evaluation.selection, command.evaluation.lambda_guard)
+    rows = chosen_results(result.evaluations, command.evaluation.selection, command.evaluation.lambda_guard,
+                          command.evaluation.lambda_metric)
     write_frame(rows, out / "clients.parquet")
 
     synthetic = module.synthetic_set(result.artifact, synthetic_set_size(command, federation, result.artifact),
@@ -236,6 +238,7 @@ def write_outputs(command, federation, spec, module, result: RunResult, out) -> 
         "neighbouring": ledger["neighbouring"],
         "coverage": ledger["coverage"],
         "selection": command.evaluation.selection,
+        "lambda_metric": command.evaluation.lambda_metric,
         "lambda": rows[0]["lambda"] if command.evaluation.selection == "global" else None,
         "rounds": command.training.rounds,
         "seconds": round(result.seconds, 2),
@@ -246,7 +249,8 @@ def write_outputs(command, federation, spec, module, result: RunResult, out) -> 
     for prefix, where in (("", "test split per client"), ("global_", "class-balanced global test set")):
         if f"{prefix}acc_mean" not in summary:
             continue
-        print(f"\ndownstream ({command.evaluation.selection} λ on validation; {where}):")
+        print(f"\ndownstream ({command.evaluation.selection} λ on validation "
+              f"{'balanced accuracy' if command.evaluation.lambda_metric == 'balanced' else 'accuracy'}; {where}):")
         for name, title in (("acc", "accuracy         "), ("bacc", "balanced accuracy"), ("f1", "macro-F1         ")):
             print(f"  {title} {100 * summary[prefix + name + '_mean']:.2f} ± "
                   f"{100 * summary[prefix + name + '_std']:.2f} %")

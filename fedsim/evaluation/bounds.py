@@ -111,4 +111,4 @@ def bound_results(name: str, federation: Federation, evaluation: EvaluationConfi
     global_test = None if evaluation.test == "client" else global_test_set(federation)
     evaluations = BOUNDS[name](federation, evaluation, seed, global_test)
     return chosen_results([kept_test_sets(e, evaluation.test) for e in evaluations], evaluation.selection,
-                          evaluation.lambda_guard)
+                          evaluation.lambda_guard, evaluation.lambda_metric)

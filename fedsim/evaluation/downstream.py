@@ -19,7 +19,7 @@ from typing import Callable, Literal
 
 import numpy as np
 
-from fedsim.evaluation.blend import DEFAULT_LAMBDAS, ClientEvaluation, SelectionRule, blend_evaluation
+from fedsim.evaluation.blend import DEFAULT_LAMBDAS, ClientEvaluation, LambdaMetric, SelectionRule, blend_evaluation
 from fedsim.evaluation.classifier import LinearProbeConfig
 from fedsim.evaluation.global_test import GlobalTestSet
 from fedsim.evaluation.mixing import DATA_LAMBDAS, evaluate_data_mix
@@ -56,7 +56,9 @@ class EvaluationConfig:
     reference code's protocol: it reads every client's validation records without noise,
     so the run's note says the reported metrics are simulator-side)."""
     lambda_guard: float = 1.0
-    """``per-client`` rule: λ = 1 (the local probe alone) stays unless the validation-best λ beats it by more than this many paired standard errors of the accuracy difference on the client's validation records (fedsim/evaluation/blend.py); 0 = the plain arg-max, ties to λ = 0 (before evaluation protocol revision 3)."""
+    """``per-client`` rule: λ = 1 (the local probe alone) stays unless the validation-best λ beats it by more than this many paired standard errors of the difference in --evaluation.lambda-metric on the client's validation records (fedsim/evaluation/blend.py); 0 = the plain arg-max, ties to λ = 0 (before evaluation protocol revision 3)."""
+    lambda_metric: LambdaMetric = "accuracy"
+    """The validation score λ is chosen (and guarded) by: accuracy (``accuracy``, the reference code's) or balanced accuracy over the classes present in the client's validation split (``balanced``, the metric the tables report; the guard's paired test is then balanced over the classes too)."""
     synthetic_labels: SyntheticLabels = "client"
     """Labels of each client's synthetic set: in proportion to its own train label counts (``client``, reference), draws from the DP global label distribution (``global``; pooled-real: from the pooled train labels), or equal counts of every class (``balanced``)."""
     synthetic_size: str = "1x"
@@ -76,6 +78,8 @@ class EvaluationConfig:
             ("selection", self.selection in typing.get_args(SelectionRule), "one of "
              + ", ".join(typing.get_args(SelectionRule))),
             ("lambda_guard", finite(self.lambda_guard) and self.lambda_guard >= 0, "a finite number >= 0"),
+            ("lambda_metric", self.lambda_metric in typing.get_args(LambdaMetric),
+             "one of " + ", ".join(typing.get_args(LambdaMetric))),
             ("synthetic_labels", self.synthetic_labels in typing.get_args(SyntheticLabels),
              "one of " + ", ".join(typing.get_args(SyntheticLabels))),
             ("synthetic_size", parse_synthetic_size(self.synthetic_size) is not None,

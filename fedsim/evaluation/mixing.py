@@ -14,7 +14,7 @@ Equivalently a synthetic record weighs ``w = ((1 − λ)/λ) · n_real/n_syn`` t
 probe, so validation can always fall back to local-only exactly, and λ = 0 is the probe on
 the synthetic set alone (the blend's λ = 0).  Each probe chooses its regularisation on the
 client's validation split (:func:`fedsim.evaluation.probe.fit_probe`), and λ is chosen on
-validation accuracy by ``--evaluation.selection`` exactly as the blend's λ
+validation by ``--evaluation.selection`` and ``--evaluation.lambda-metric`` exactly as the blend's λ
 (:func:`fedsim.evaluation.blend.select_lambdas`): the result is a
 :class:`~fedsim.evaluation.blend.ClientEvaluation` over the λ grid.  The test split and the
 global test set are only scored.
@@ -64,7 +64,8 @@ def scored_candidates(client_id: int, data, probabilities: Sequence[Probabilitie
             test[name].append(scores[name])
     val_right = np.stack([validation_hits(data.y_val, p) for p in val_probabilities]) if val_probabilities else None
     return ClientEvaluation(client_id, tuple(lambdas), np.asarray(val_acc),
-                            {k: np.asarray(v) for k, v in test.items()}, dict(probes), val_right)
+                            {k: np.asarray(v) for k, v in test.items()}, dict(probes), val_right,
+                            np.asarray(data.y_val))
 
 
 def evaluate_data_mix(data, local: FittedProbe, synthetic: FittedProbe, synthetic_x: np.ndarray,

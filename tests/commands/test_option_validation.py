@@ -48,7 +48,7 @@ INVALID: dict[str, list[str] | str] = {
     "training.client_fraction": ["0"], "training.synthetic_size": ["-1"],
     # --evaluation.*
     "evaluation.selection": ["best"], "evaluation.synthetic_labels": ["none"], "evaluation.test": ["pooled"], "evaluation.probe.steps": ["0"],
-    "evaluation.synthetic_size": ["0x"], "evaluation.lambda_guard": ["-1"], "evaluation.mix": ["loss"], "evaluation.mix_lambdas": ["0.5", "0.2"],
+    "evaluation.synthetic_size": ["0x"], "evaluation.lambda_guard": ["-1"], "evaluation.lambda_metric": ["bacc"], "evaluation.mix": ["loss"], "evaluation.mix_lambdas": ["0.5", "0.2"],
     "evaluation.probe.folds": ["1"],
     "evaluation.probe.lr": ["0"], "evaluation.probe.weight_decay": ["-1"], "evaluation.probe.preset": ["auto"],
     "evaluation.probe.inverse_l2": ["0"], "evaluation.probe.class_weight": ["auto"],

@@ -79,6 +79,9 @@ def test_new_options_choose_on_validation_only(evaluation):
     for a, b in zip(clean, dirty):
         np.testing.assert_array_equal(a.val_acc, b.val_acc)
     for rule in ("per-client", "global"):
-        assert [r["lambda"] for r in chosen_results(clean, rule)] == [r["lambda"] for r in chosen_results(dirty, rule)]
+        for guard, metric in ((0.0, "accuracy"), (1.0, "accuracy"), (0.0, "balanced"), (1.0, "balanced")):
+            assert [r["lambda"] for r in chosen_results(clean, rule, guard, metric)] == \
+                [r["lambda"] for r in chosen_results(dirty, rule, guard, metric)]
+        np.testing.assert_array_equal(a.val_scores("balanced"), b.val_scores("balanced"))
     assert not all(np.array_equal(a.test["acc"], b.test["acc"]) for a, b in zip(clean, dirty))
     assert not all(np.array_equal(a.test["global_acc"], b.test["global_acc"]) for a, b in zip(clean, dirty))
