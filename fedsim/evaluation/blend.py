@@ -148,7 +148,12 @@ def guarded_choice(evaluation: ClientEvaluation, guard: float, metric: LambdaMet
     if evaluation.val_right is None:
         raise ValueError(f"client {evaluation.client_id}: the λ guard needs each λ's validation hits (val_right)")
     right = evaluation.val_right
-    groups = np.zeros(right.shape[1]) if metric == "accuracy" else evaluation.val_labels
+    if metric == "accuracy":
+        groups = np.zeros(right.shape[1])
+    elif evaluation.val_labels is None:
+        raise ValueError(f"client {evaluation.client_id}: the balanced λ guard needs the validation labels (val_labels)")
+    else:
+        groups = evaluation.val_labels
     gain, standard_error = paired_gain_of_hits(groups, right[best], right[alone])
     return best if gain > guard * standard_error else alone
 
