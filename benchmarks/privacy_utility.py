@@ -8,6 +8,9 @@ Every run is the project's own code: methods through
 
 * ``val_client``: accuracy on each client's OWN validation split at the chosen λ (the
   criterion λ is chosen by), mean over clients — the validation proxy of ``test_blend``;
+* ``val_cv``: the λ rule's split-half score on the clients' validation splits (choose on
+  one half, score BACC on the other; :mod:`fedsim.evaluation.rule_validation`) — the number
+  to choose a λ RULE by (``val_client`` favours the rules that over-fit validation);
 * ``val_syn``, ``val_blend``: synthetic-only (λ = 0; for ``dp-fedavg`` the global model)
   and blended (λ chosen on validation, ``global`` rule) BACC on the pooled validation
   splits of all clients — the numbers to CHOOSE with;
@@ -25,6 +28,10 @@ its generator evaluated under each (column ``evaluation``; the bounds follow eac
 ``RULE:METRIC:GUARD`` (``--evaluation.selection``, ``--evaluation.lambda-metric``,
 ``--evaluation.lambda-guard``; e.g. ``per-client:balanced:1``): every rule is applied to the
 same evaluations (column ``rule``; the choice reads validation only), so rules cost nothing.
+``--probe-folds K`` (default 5, the tuned probe's default; column ``probe_folds``, −1 in rows
+written before the option) sets ``--evaluation.probe.folds`` of every evaluation: 0 scores
+the probes' C on the validation split alone (evaluation protocol revision 1), ~6× cheaper
+for the data mix, whose union probes are the dearest fits of a run.
 
 Resumable: one Parquet row per finished run and evaluation in ``--out`` (default
 ``benchmarks/results/privacy_utility.parquet``); a run already there is skipped.
@@ -37,7 +44,7 @@ Resumable: one Parquet row per finished run and evaluation in ``--out`` (default
 Methods: ``local-only``, ``pooled-real`` (bounds, ε-free), ``dp-stats``, ``dp-fedavg``,
 ``fedhypevae`` (the default: stats-first), ``fedhypevae-dp-sgd`` (today's DP-SGD-only),
 ``fedhypevae-share-S`` (stats-first with ``--fedhypevae.statistics-share S``, the rest on
-the small-footprint DP-SGD with ``--training.batch-size 512``), ``fedhypevae-no-obsvar`` (no observation variance);
+the small-footprint DP-SGD with ``--training.batch-size 512``), ``fedhypevae-warm-N`` (``--fedhypevae.warm-start-steps N``), ``fedhypevae-no-obsvar`` (no observation variance);
 any of ``dp-stats`` and the FedHypeVAE names with the suffix ``-aggregate`` (``dp-stats-aggregate``,
 ``fedhypevae-aggregate``): the same run with ``--privacy.noise-placement aggregate`` (the
 statistics' noise split over the clients, default ``--privacy.min-cohort``: all of them).
@@ -62,23 +69,26 @@ from fedsim.commands.worker_pool import check_jobs, resolve_jobs, run_in_workers
 from fedsim.data.federation import DataConfig
 from fedsim.evaluation.blend import ClientEvaluation, select_lambdas
 from fedsim.evaluation.bounds import BOUNDS
+from fedsim.evaluation.classifier import LinearProbeConfig
 from fedsim.evaluation.downstream import EvaluationConfig, evaluate_generator
 from fedsim.evaluation.global_test import GlobalTestSet, global_test_set
+from fedsim.evaluation.rule_validation import split_half_score
 from fedsim.privacy.config import PrivacyConfig
-from fedsim.seeding import torch_generator
+from fedsim.seeding import numpy_rng, torch_generator
 from fedsim.simulation import LocalClientPool
 
 RESULTS = Path(__file__).parent / "results" / "privacy_utility.parquet"
 BOUND_NAMES = ("local-only", "pooled-real")
 REFERENCE_EVALUATION = "prediction:client:1x"
 REFERENCE_RULE = "global:accuracy:0"
-KEY = ["dataset", "method", "epsilon", "seed", "rounds", "evaluation", "rule"]
+KEY = ["dataset", "method", "epsilon", "seed", "rounds", "evaluation", "rule", "probe_folds"]
 
 
-def evaluation_config(spec: str) -> EvaluationConfig:
-    """The ``EvaluationConfig`` (both test sets) of ``MIX:LABELS:SIZE``."""
+def evaluation_config(spec: str, probe_folds: int = LinearProbeConfig().folds) -> EvaluationConfig:
+    """The ``EvaluationConfig`` (both test sets) of ``MIX:LABELS:SIZE``, the probes' folds ``probe_folds``."""
     mix, labels, size = spec.split(":")
-    config = EvaluationConfig(test="both", mix=mix, synthetic_labels=labels, synthetic_size=size)  # type: ignore[arg-type]
+    config = EvaluationConfig(test="both", mix=mix, synthetic_labels=labels, synthetic_size=size,  # type: ignore[arg-type]
+                              probe=LinearProbeConfig(folds=probe_folds))
     config.validate()
     return config
 
@@ -113,6 +123,8 @@ def command_for(method: str, epsilon: float, seed: int, rounds: int, dataset: st
             fedhypevae = replace(fedhypevae, observation_variance=False)
         elif method.startswith("fedhypevae-share-"):
             fedhypevae = replace(fedhypevae, statistics_share=float(method.rsplit("-", 1)[1]))
+        elif method.startswith("fedhypevae-warm-"):
+            fedhypevae = replace(fedhypevae, warm_start_steps=int(method.rsplit("-", 1)[1]))
     # the small DP footprint runs few, large Poisson batches (B = 512: 4 steps a local epoch)
     batch_size = 512 if method.startswith("fedhypevae-share-") else None
     return TrainCommand(algorithm=algorithm, backend="local", seed=seed, progress=False, checkpoint_every=0,
@@ -123,11 +135,14 @@ def command_for(method: str, epsilon: float, seed: int, rounds: int, dataset: st
 
 
 def scores(test_evals: list[ClientEvaluation], val_evals: list[ClientEvaluation],
-           rule: str = REFERENCE_RULE) -> dict[str, float]:
+           rule: str = REFERENCE_RULE, seed: int = 0) -> dict[str, float]:
     """Mean BACC over clients (%) at λ = 0 (or the only λ) and at the λ chosen on each
-    client's validation split by ``rule`` (:func:`lambda_rule`)."""
+    client's validation split by ``rule`` (:func:`lambda_rule`); ``val_cv``: the rule's
+    split-half validation score (:func:`fedsim.evaluation.rule_validation.split_half_score`,
+    20 splits), the number to choose a rule by."""
     selection, metric, guard = lambda_rule(rule)
     chosen = select_lambdas(test_evals, selection, guard, metric)  # type: ignore[arg-type]
+    val_cv = split_half_score(test_evals, selection, guard, metric, numpy_rng(seed, "rule-cv"), 20)  # type: ignore[arg-type]
     lambdas = test_evals[0].lambdas
     syn = lambdas.index(0.0) if 0.0 in lambdas else 0
 
@@ -140,6 +155,7 @@ def scores(test_evals: list[ClientEvaluation], val_evals: list[ClientEvaluation]
             "global_syn": mean(test_evals, "global_bacc", lambda i: syn),
             "global_blend": mean(test_evals, "global_bacc", lambda i: chosen[i]),
             "val_client": 100 * float(np.mean([e.val_acc[chosen[i]] for i, e in enumerate(val_evals)])),
+            "val_cv": 100 * val_cv,
             "lambda": float(np.mean([lambdas[i] for i in chosen]))}
 
 
@@ -160,12 +176,12 @@ def spread_ratio(module, artifact, federation, seed: int) -> float:
 
 def run_one(method: str, epsilon: float, seed: int, rounds: int, dataset: str,
             evaluations: tuple[str, ...] = (REFERENCE_EVALUATION,), global_all: bool = True,
-            rules: tuple[str, ...] = (REFERENCE_RULE,)) -> list[dict]:
+            rules: tuple[str, ...] = (REFERENCE_RULE,), probe_folds: int = LinearProbeConfig().folds) -> list[dict]:
     """One row per downstream protocol of ``evaluations`` and λ rule of ``rules``; a method is trained once.  The
     first protocol is scored on the global test set too; the others only with
     ``global_all`` (a second pass of every probe: without it their ``global_*`` are NaN)."""
     started = time.perf_counter()
-    configs = [evaluation_config(spec) for spec in evaluations]
+    configs = [evaluation_config(spec, probe_folds) for spec in evaluations]
     command = command_for("dp-stats" if method in BOUND_NAMES else method, epsilon, seed, rounds, dataset, configs[0])
     prepared = prepare(command)
     federation = prepared.federation
@@ -195,11 +211,11 @@ def run_one(method: str, epsilon: float, seed: int, rounds: int, dataset: str,
     rows, previous = [], started
     for spec, (test_evals, val_evals, finished) in zip(evaluations, per_evaluation):
         for rule in rules:
-            row = scores(test_evals or val_evals, val_evals, rule)
+            row = scores(test_evals or val_evals, val_evals, rule, seed)
             if test_evals is None:  # scored on the validation set in place of the global test set
                 row.update(global_syn=math.nan, global_blend=math.nan)
             rows.append({"dataset": dataset, "method": method, "epsilon": epsilon, "seed": seed, "rounds": rounds,
-                         "evaluation": spec, "rule": rule, **row, "spread": spread, "epsilon_spent": epsilon_max,
+                         "evaluation": spec, "rule": rule, "probe_folds": probe_folds, **row, "spread": spread, "epsilon_spent": epsilon_max,
                          "seconds": finished - previous})
         previous = finished
     return rows
@@ -207,10 +223,10 @@ def run_one(method: str, epsilon: float, seed: int, rounds: int, dataset: str,
 
 def print_tables(frame: pd.DataFrame) -> None:
     for dataset, rows in frame.groupby("dataset"):
-        table = rows.groupby(["evaluation", "rule", "method", "epsilon"]).agg(
-            seeds=("seed", "count"), val_client=("val_client", "mean"), val_syn=("val_syn", "mean"), val_blend=("val_blend", "mean"),
-            test_syn=("test_syn", "mean"), test_blend=("test_blend", "mean"), global_syn=("global_syn", "mean"),
-            global_blend=("global_blend", "mean"), spread=("spread", "mean"))
+        columns = [c for c in ("val_client", "val_cv", "val_syn", "val_blend", "test_syn", "test_blend", "global_syn",
+                               "global_blend", "spread") if c in rows]  # older files lack val_client
+        table = rows.groupby(["probe_folds", "evaluation", "rule", "method", "epsilon"]).agg(
+            seeds=("seed", "count"), **{c: (c, "mean") for c in columns})
         print(f"\n## {dataset}: BACC % (mean over clients; mean over seeds)\n")
         table = table.reset_index()
         print("| " + " | ".join(table.columns) + " |")
@@ -220,10 +236,10 @@ def print_tables(frame: pd.DataFrame) -> None:
                                     if isinstance(v, float) else str(v) for k, v in row.items()) + " |")
 
 
-def run_key(key: tuple[str, str, float, int, int, tuple[str, ...], bool, tuple[str, ...]]) -> list[dict]:
-    """:func:`run_one` of ``(dataset, method, epsilon, seed, rounds, evaluations, global_all, rules)``."""
-    dataset, method, epsilon, seed, rounds, evaluations, global_all, rules = key
-    return run_one(method, epsilon, seed, rounds, dataset, evaluations, global_all, rules)
+def run_key(key: tuple[str, str, float, int, int, int, tuple[str, ...], bool, tuple[str, ...]]) -> list[dict]:
+    """:func:`run_one` of ``(dataset, method, epsilon, seed, rounds, probe_folds, evaluations, global_all, rules)``."""
+    dataset, method, epsilon, seed, rounds, probe_folds, evaluations, global_all, rules = key
+    return run_one(method, epsilon, seed, rounds, dataset, evaluations, global_all, rules, probe_folds)
 
 
 def jobs_option(text: str) -> int | str:
@@ -251,6 +267,8 @@ def main() -> None:
     parser.add_argument("--rules", nargs="+", default=[REFERENCE_RULE],
                         help="λ choices RULE:METRIC:GUARD (global|per-client : accuracy|balanced : m >= 0); "
                              "each applied to every evaluation (validation only), at no extra cost")
+    parser.add_argument("--probe-folds", type=int, default=LinearProbeConfig().folds,
+                        help="--evaluation.probe.folds of every evaluation (0: C chosen on validation alone)")
     parser.add_argument("--print-only", action="store_true", help="print the tables of --out and exit")
     args = parser.parse_args()
     frame = pd.read_parquet(args.out) if args.out.exists() else pd.DataFrame()
@@ -258,10 +276,12 @@ def main() -> None:
         frame["evaluation"] = REFERENCE_EVALUATION
     if not frame.empty and "rule" not in frame:  # written before --rules
         frame["rule"] = REFERENCE_RULE
+    if not frame.empty and "probe_folds" not in frame:  # written before --probe-folds: not recorded
+        frame["probe_folds"] = -1
     if not args.print_only:
         check_jobs(args.jobs, "--jobs")
         for spec in args.evaluations:
-            evaluation_config(spec)
+            evaluation_config(spec, args.probe_folds)
         for spec in args.rules:
             lambda_rule(spec)
         done = set() if frame.empty else set(frame[KEY].itertuples(index=False, name=None))
@@ -272,9 +292,9 @@ def main() -> None:
                 for epsilon in ([math.inf] if method in BOUND_NAMES else args.epsilons):
                     run = (args.dataset, method, epsilon, seed, args.rounds)
                     missing = tuple(spec for spec in args.evaluations
-                                    if any(run + (spec, rule) not in done for rule in args.rules))
+                                    if any(run + (spec, rule, args.probe_folds) not in done for rule in args.rules))
                     if missing:
-                        todo.append(run + (missing, not args.first_global_only, tuple(args.rules)))
+                        todo.append(run + (args.probe_folds, missing, not args.first_global_only, tuple(args.rules)))
         jobs = resolve_jobs(args.jobs, 0, len(todo))
         finished = ((key, run_key(key)) for key in todo) if jobs == 1 else \
             run_in_workers(run_key, todo, jobs, worker_threads(jobs, 0))
