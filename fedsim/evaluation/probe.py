@@ -71,6 +71,7 @@ from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
+from fedsim.evaluation.blas import one_blas_thread
 from fedsim.evaluation.classifier import LinearProbeConfig, predict_proba, train_linear, train_linear_folds
 
 if TYPE_CHECKING:
@@ -91,8 +92,10 @@ class LogisticProbe:
     iterations: int           # L-BFGS iterations used
 
     def probabilities(self, x: np.ndarray) -> np.ndarray:
-        """Softmax probabilities ``(n, num_classes)``; 0 for classes absent from training."""
-        logits = np.asarray(x, dtype=np.float64) @ self.weight.T + self.bias
+        """Softmax probabilities ``(n, num_classes)``; 0 for classes absent from training
+        (BLAS on one thread, :mod:`fedsim.evaluation.blas`)."""
+        with one_blas_thread():
+            logits = np.asarray(x, dtype=np.float64) @ self.weight.T + self.bias
         logits -= logits.max(axis=1, keepdims=True)
         present = np.exp(logits)
         present /= present.sum(axis=1, keepdims=True)
@@ -156,9 +159,10 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, num_classes: int, inverse_l2: flo
     if start is not None and np.isin(classes, start.classes).all():
         rows = np.searchsorted(start.classes, classes)   # the rows of the classes present here
         theta = np.concatenate([start.weight[rows].ravel(), start.bias[rows]])
-    result = minimize(objective, theta, jac=True, method="L-BFGS-B",
-                      options={"maxiter": max_iter, "gtol": tolerance, "ftol": 1e-15, "maxcor": 20})
-    _, gradient = objective(result.x)
+    with one_blas_thread():  # small products: the thread pool's wake-ups cost more than they do (blas.py)
+        result = minimize(objective, theta, jac=True, method="L-BFGS-B",
+                          options={"maxiter": max_iter, "gtol": tolerance, "ftol": 1e-15, "maxcor": 20})
+        _, gradient = objective(result.x)
     return LogisticProbe(result.x[:present * dim].reshape(present, dim).copy(), result.x[present * dim:].copy(),
                          classes, num_classes, float(np.abs(gradient).max()), int(result.nit))
 
@@ -217,14 +221,19 @@ def candidate_name(inverse_l2: float) -> str:
 
 def fit_probe(x: np.ndarray, y: np.ndarray, num_classes: int, x_val: np.ndarray, y_val: np.ndarray,
               config: LinearProbeConfig, seed: int, *tags: int | str,
-              mixture: tuple[np.ndarray, tuple[float, ...]] | None = None) -> FittedProbe:
+              mixture: tuple[np.ndarray, tuple[float, ...]] | None = None,
+              folded: np.ndarray | None = None) -> FittedProbe:
     """The probe of ``config.preset`` trained on ``(x, y)``; ``tuned`` chooses among its
     candidates on ``(x_val, y_val)`` and out-of-fold predictions of ``(x, y)`` by the
     module's rule (one standard error among the converged probes, then a paired test
     against the reference probe).  ``seed`` and ``tags`` seed the reference probe (as
     :func:`train_linear`) and the folds.  ``mixture = (groups, shares)`` weights the loss
     as :func:`mixture_weights` (within-group class balance for the converged probes as
-    ``config.class_weight``, none for the reference probe), in the folds' fits too."""
+    ``config.class_weight``, none for the reference probe), in the folds' fits too.
+    ``folded`` (a boolean mask over ``(x, y)``, default all) names the records that are
+    held out in turn and so become evidence; the others are in every fold's train set
+    (the data mix folds the client's real records only: a synthetic record's held-out
+    prediction says how well the probe fits the generator, not the client's data)."""
     models: dict[str, nn.Linear | LogisticProbe] = {}
     candidates: list[tuple[str, Probabilities]] = []
     weights, reference_weights = None, None
@@ -248,10 +257,11 @@ def fit_probe(x: np.ndarray, y: np.ndarray, num_classes: int, x_val: np.ndarray,
     val_probabilities = [proba(x_val) for _, proba in candidates]
     labels, predictions = np.asarray(y_val), val_probabilities
     if config.folds >= 2:
+        folded = np.ones(len(y), dtype=bool) if folded is None else np.asarray(folded, dtype=bool)
         held_out = out_of_fold(x, y, num_classes, config, converged, seed, *tags,
-                               weights=weights, reference_weights=reference_weights)
-        labels = np.concatenate([labels, np.asarray(y)])
-        predictions = [np.concatenate([p, held_out[name]]) for p, name in zip(val_probabilities, names)]
+                               weights=weights, reference_weights=reference_weights, folded=folded)
+        labels = np.concatenate([labels, np.asarray(y)[folded]])
+        predictions = [np.concatenate([p, held_out[name][folded]]) for p, name in zip(val_probabilities, names)]
     scored = [validation_score(labels, p) for p in predictions]
     scores, errors = np.array([s for s, _ in scored]), np.array([e for _, e in scored])
     first = 1 if names[0] == "reference" else 0
@@ -305,17 +315,22 @@ def stratified_folds(y: np.ndarray, folds: int, rng: np.random.Generator) -> np.
 
 def out_of_fold(x: np.ndarray, y: np.ndarray, num_classes: int, config: LinearProbeConfig,
                 full: dict[str, LogisticProbe], seed: int, *tags: int | str, weights: np.ndarray | None = None,
-                reference_weights: np.ndarray | None = None) -> dict[str, np.ndarray]:
+                reference_weights: np.ndarray | None = None,
+                folded: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Candidate name → ``(n, num_classes)`` probabilities of each train record by that
     candidate fitted on the other ``config.folds`` − 1 folds (:func:`stratified_folds`);
     each fold's converged fits start from ``full``'s at the same C (fitted on all of
     ``(x, y)``: near the fold's optimum, so few iterations).  ``weights`` and
     ``reference_weights`` (per record, or None) weight the converged and the reference
-    fits as in :func:`fit_probe`, restricted to each fold's kept records."""
+    fits as in :func:`fit_probe`, restricted to each fold's kept records.  Only the
+    records of the mask ``folded`` (default all) are dealt to folds; the others are kept
+    by every fold and their rows of the result stay zero."""
     from fedsim.seeding import numpy_rng
 
     y = np.asarray(y)
-    assignment = stratified_folds(y, config.folds, numpy_rng(seed, "probe-folds", *tags))
+    folded = np.ones(len(y), dtype=bool) if folded is None else np.asarray(folded, dtype=bool)
+    assignment = np.full(len(y), -1, dtype=np.int64)
+    assignment[folded] = stratified_folds(y[folded], config.folds, numpy_rng(seed, "probe-folds", *tags))
     names = (["reference"] if config.include_reference else []) + [candidate_name(c) for c in config.inverse_l2]
     out = {name: np.zeros((len(y), num_classes)) for name in names}
     kept_by_fold = assignment[None, :] != np.arange(config.folds)[:, None]

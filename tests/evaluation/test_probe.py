@@ -190,6 +190,33 @@ def test_out_of_fold_predictions_come_from_fits_on_the_other_folds():
         np.testing.assert_array_equal(got["reference"][held], predict_proba(references[fold], x[held]))
 
 
+def test_only_the_folded_records_are_held_out_the_others_train_every_fold():
+    x, y = overlapping_blobs(160)
+    folded = np.arange(len(y)) % 3 != 0          # a third of the records (say, synthetic) never held out
+    config = LinearProbeConfig(inverse_l2=(0.1,), folds=3, tolerance=1e-9, max_iter=2000, include_reference=False)
+    full = {candidate_name(0.1): fit_logistic(x, y, 4, 0.1, tolerance=1e-9, max_iter=2000)}
+    got = out_of_fold(x, y, 4, config, full, 6, "mix", 3, folded=folded)[candidate_name(0.1)]
+    assert not got[~folded].any()                # no prediction for the records never held out
+    assignment = stratified_folds(y[folded], 3, numpy_rng(6, "probe-folds", "mix", 3))
+    for fold in range(3):
+        held = np.zeros(len(y), dtype=bool)
+        held[np.flatnonzero(folded)[assignment == fold]] = True
+        cold = fit_logistic(x[~held], y[~held], 4, 0.1, tolerance=1e-9, max_iter=2000)  # unfolded records kept
+        np.testing.assert_allclose(got[held], cold.probabilities(x[held]), atol=1e-5)
+
+
+def test_fit_probe_scores_the_folded_records_only():
+    x, y = overlapping_blobs(200)
+    x_val, y_val = overlapping_blobs(40, seed=1)
+    config = LinearProbeConfig(folds=3, include_reference=False)
+    folded = np.arange(len(y)) < 120
+    everything = fit_probe(x, y, 4, x_val, y_val, config, 5, "mix", 0)
+    part = fit_probe(x, y, 4, x_val, y_val, config, 5, "mix", 0, folded=folded)
+    assert everything.evidence == len(y_val) + len(y) and part.evidence == len(y_val) + 120
+    np.testing.assert_array_equal(fit_probe(x, y, 4, x_val, y_val, config, 5, "mix", 0,
+                                            folded=np.ones(len(y), bool)).scores, everything.scores)
+
+
 def test_paired_gain_against_an_independent_computation():
     rng = np.random.default_rng(2)
     y = rng.integers(0, 3, 40)
