@@ -34,7 +34,7 @@ def _controller():
     optimisers are imported so that their BLAS is seen too; entering a limit from it
     then costs microseconds."""
     import scipy.optimize  # noqa: F401  (loads SciPy's BLAS before the libraries are listed)
-    from threadpoolctl import ThreadpoolController
+    from threadpoolctl import ThreadpoolController  # type: ignore[import-untyped]
 
     return ThreadpoolController()
 

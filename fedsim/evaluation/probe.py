@@ -222,7 +222,8 @@ def candidate_name(inverse_l2: float) -> str:
 def fit_probe(x: np.ndarray, y: np.ndarray, num_classes: int, x_val: np.ndarray, y_val: np.ndarray,
               config: LinearProbeConfig, seed: int, *tags: int | str,
               mixture: tuple[np.ndarray, tuple[float, ...]] | None = None,
-              folded: np.ndarray | None = None) -> FittedProbe:
+              folded: np.ndarray | None = None,
+              warm: dict[str, LogisticProbe] | None = None) -> FittedProbe:
     """The probe of ``config.preset`` trained on ``(x, y)``; ``tuned`` chooses among its
     candidates on ``(x_val, y_val)`` and out-of-fold predictions of ``(x, y)`` by the
     module's rule (one standard error among the converged probes, then a paired test
@@ -233,7 +234,10 @@ def fit_probe(x: np.ndarray, y: np.ndarray, num_classes: int, x_val: np.ndarray,
     ``folded`` (a boolean mask over ``(x, y)``, default all) names the records that are
     held out in turn and so become evidence; the others are in every fold's train set
     (the data mix folds the client's real records only: a synthetic record's held-out
-    prediction says how well the probe fits the generator, not the client's data)."""
+    prediction says how well the probe fits the generator, not the client's data).
+    ``warm`` (candidate name → a probe fitted on the same records under other weights, e.g.
+    the previous λ of the data mix) starts each C's fit there instead of at the previous C's
+    solution: the same optimum (to the tolerance), fewer iterations."""
     models: dict[str, nn.Linear | LogisticProbe] = {}
     candidates: list[tuple[str, Probabilities]] = []
     weights, reference_weights = None, None
@@ -249,8 +253,9 @@ def fit_probe(x: np.ndarray, y: np.ndarray, num_classes: int, x_val: np.ndarray,
     previous = None
     converged: dict[str, LogisticProbe] = {}
     for inverse_l2 in sorted(config.inverse_l2):
+        start = warm.get(candidate_name(inverse_l2), previous) if warm is not None else previous
         previous = fit_logistic(x, y, num_classes, inverse_l2, config.class_weight, config.max_iter,
-                                config.tolerance, previous, weights)
+                                config.tolerance, start, weights)
         models[candidate_name(inverse_l2)] = converged[candidate_name(inverse_l2)] = previous
         candidates.append((candidate_name(inverse_l2), previous.probabilities))
     names = tuple(name for name, _ in candidates)
