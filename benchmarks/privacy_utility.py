@@ -33,6 +33,9 @@ written before the option) sets ``--evaluation.probe.folds`` of every evaluation
 the probes' C on the validation split alone (evaluation protocol revision 1), ~6× cheaper
 for the data mix, whose union probes are the dearest fits of a run.
 
+``--partition iid`` runs the IID partition (column ``partition``: ``iid`` or ``dirichlet-0.3``, the
+default; rows written before the column are the default's).
+
 Resumable: one Parquet row per finished run and evaluation in ``--out`` (default
 ``benchmarks/results/privacy_utility.parquet``); a run already there is skipped.
 ``--jobs N`` (default ``auto``: one per CPU) runs N at a time in worker processes
@@ -43,6 +46,7 @@ Resumable: one Parquet row per finished run and evaluation in ``--out`` (default
 
 Methods: ``local-only``, ``pooled-real`` (bounds, ε-free), ``dp-stats``, ``dp-fedavg``,
 ``fedhypevae`` (the default: stats-first), ``fedhypevae-dp-sgd`` (today's DP-SGD-only),
+the ablations ``fedhypevae-no-hypernet``, ``fedhypevae-no-meta``, ``fedhypevae-no-mmd`` (:data:`ABLATIONS`),
 ``fedhypevae-share-S`` (stats-first with ``--fedhypevae.statistics-share S``, the rest on
 the small-footprint DP-SGD with ``--training.batch-size 512``), ``fedhypevae-warm-N`` (``--fedhypevae.warm-start-steps N``), ``fedhypevae-no-obsvar`` (no observation variance);
 any of ``dp-stats`` and the FedHypeVAE names with the suffix ``-aggregate`` (``dp-stats-aggregate``,
@@ -57,6 +61,7 @@ import math
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -79,9 +84,13 @@ from fedsim.simulation import LocalClientPool
 
 RESULTS = Path(__file__).parent / "results" / "privacy_utility.parquet"
 BOUND_NAMES = ("local-only", "pooled-real")
+ABLATIONS: dict[str, dict[str, Any]] = {"fedhypevae-no-hypernet": {"hypernetwork": False}, "fedhypevae-no-meta": {"meta_fit": False},
+             "fedhypevae-no-mmd": {"lambda_mmd": 0.0}}
+"""The paper's ablations as method names (``FedHypeVAEConfig`` fields): one shared decoder and
+prior, synthesis at v = 0 without the meta-code fit (Eq. 11), no MMD term (Eq. 6)."""
 REFERENCE_EVALUATION = "prediction:client:1x"
 REFERENCE_RULE = "global:accuracy:0"
-KEY = ["dataset", "method", "epsilon", "seed", "rounds", "evaluation", "rule", "probe_folds"]
+KEY = ["dataset", "partition", "method", "epsilon", "seed", "rounds", "evaluation", "rule", "probe_folds"]
 
 
 def evaluation_config(spec: str, probe_folds: int = LinearProbeConfig().folds) -> EvaluationConfig:
@@ -107,8 +116,13 @@ def validation_set(federation) -> GlobalTestSet:
                          np.concatenate([c.y_val for c in federation.clients]))
 
 
+def partition_name(partition: str) -> str:
+    """The ``partition`` column: ``iid`` or ``dirichlet-<α>`` (α the ``--data.alpha`` default)."""
+    return "iid" if partition == "iid" else f"dirichlet-{DataConfig().alpha:g}"
+
+
 def command_for(method: str, epsilon: float, seed: int, rounds: int, dataset: str,
-                evaluation: EvaluationConfig = EvaluationConfig(test="both")) -> TrainCommand:
+                evaluation: EvaluationConfig = EvaluationConfig(test="both"), partition: str = "dirichlet") -> TrainCommand:
     """The ``train`` command of one method run (local backend, both test sets)."""
     fedhypevae = FedHypeVAEConfig()
     placement = "client"
@@ -125,10 +139,12 @@ def command_for(method: str, epsilon: float, seed: int, rounds: int, dataset: st
             fedhypevae = replace(fedhypevae, statistics_share=float(method.rsplit("-", 1)[1]))
         elif method.startswith("fedhypevae-warm-"):
             fedhypevae = replace(fedhypevae, warm_start_steps=int(method.rsplit("-", 1)[1]))
+        elif method in ABLATIONS:
+            fedhypevae = replace(fedhypevae, **ABLATIONS[method])
     # the small DP footprint runs few, large Poisson batches (B = 512: 4 steps a local epoch)
     batch_size = 512 if method.startswith("fedhypevae-share-") else None
     return TrainCommand(algorithm=algorithm, backend="local", seed=seed, progress=False, checkpoint_every=0,
-                        data=DataConfig(dataset=dataset),
+                        data=DataConfig(dataset=dataset, partition=partition),  # type: ignore[arg-type]
                         privacy=PrivacyConfig(epsilon=epsilon, noise_placement=placement),
                         training=TrainingConfig(rounds=rounds, batch_size=batch_size), evaluation=evaluation,
                         fedhypevae=fedhypevae)
@@ -176,13 +192,15 @@ def spread_ratio(module, artifact, federation, seed: int) -> float:
 
 def run_one(method: str, epsilon: float, seed: int, rounds: int, dataset: str,
             evaluations: tuple[str, ...] = (REFERENCE_EVALUATION,), global_all: bool = True,
-            rules: tuple[str, ...] = (REFERENCE_RULE,), probe_folds: int = LinearProbeConfig().folds) -> list[dict]:
+            rules: tuple[str, ...] = (REFERENCE_RULE,), probe_folds: int = LinearProbeConfig().folds,
+            partition: str = "dirichlet") -> list[dict]:
     """One row per downstream protocol of ``evaluations`` and λ rule of ``rules``; a method is trained once.  The
     first protocol is scored on the global test set too; the others only with
     ``global_all`` (a second pass of every probe: without it their ``global_*`` are NaN)."""
     started = time.perf_counter()
     configs = [evaluation_config(spec, probe_folds) for spec in evaluations]
-    command = command_for("dp-stats" if method in BOUND_NAMES else method, epsilon, seed, rounds, dataset, configs[0])
+    command = command_for("dp-stats" if method in BOUND_NAMES else method, epsilon, seed, rounds, dataset, configs[0],
+                          partition)
     prepared = prepare(command)
     federation = prepared.federation
     val_set, test_set = validation_set(federation), global_test_set(federation)
@@ -214,7 +232,7 @@ def run_one(method: str, epsilon: float, seed: int, rounds: int, dataset: str,
             row = scores(test_evals or val_evals, val_evals, rule, seed)
             if test_evals is None:  # scored on the validation set in place of the global test set
                 row.update(global_syn=math.nan, global_blend=math.nan)
-            rows.append({"dataset": dataset, "method": method, "epsilon": epsilon, "seed": seed, "rounds": rounds,
+            rows.append({"dataset": dataset, "partition": partition_name(partition), "method": method, "epsilon": epsilon, "seed": seed, "rounds": rounds,
                          "evaluation": spec, "rule": rule, "probe_folds": probe_folds, **row, "spread": spread, "epsilon_spent": epsilon_max,
                          "seconds": finished - previous})
         previous = finished
@@ -225,7 +243,7 @@ def print_tables(frame: pd.DataFrame) -> None:
     for dataset, rows in frame.groupby("dataset"):
         columns = [c for c in ("val_client", "val_cv", "val_syn", "val_blend", "test_syn", "test_blend", "global_syn",
                                "global_blend", "spread") if c in rows]  # older files lack val_client
-        table = rows.groupby(["probe_folds", "evaluation", "rule", "method", "epsilon"]).agg(
+        table = rows.groupby(["partition", "probe_folds", "evaluation", "rule", "method", "epsilon"]).agg(
             seeds=("seed", "count"), **{c: (c, "mean") for c in columns})
         print(f"\n## {dataset}: BACC % (mean over clients; mean over seeds)\n")
         table = table.reset_index()
@@ -236,10 +254,11 @@ def print_tables(frame: pd.DataFrame) -> None:
                                     if isinstance(v, float) else str(v) for k, v in row.items()) + " |")
 
 
-def run_key(key: tuple[str, str, float, int, int, int, tuple[str, ...], bool, tuple[str, ...]]) -> list[dict]:
-    """:func:`run_one` of ``(dataset, method, epsilon, seed, rounds, probe_folds, evaluations, global_all, rules)``."""
-    dataset, method, epsilon, seed, rounds, probe_folds, evaluations, global_all, rules = key
-    return run_one(method, epsilon, seed, rounds, dataset, evaluations, global_all, rules, probe_folds)
+def run_key(key: tuple[str, str, str, float, int, int, int, tuple[str, ...], bool, tuple[str, ...]]) -> list[dict]:
+    """:func:`run_one` of ``(dataset, partition, method, epsilon, seed, rounds, probe_folds, evaluations,
+    global_all, rules)``."""
+    dataset, partition, method, epsilon, seed, rounds, probe_folds, evaluations, global_all, rules = key
+    return run_one(method, epsilon, seed, rounds, dataset, evaluations, global_all, rules, probe_folds, partition)
 
 
 def jobs_option(text: str) -> int | str:
@@ -254,6 +273,8 @@ def main() -> None:
                         default=["local-only", "pooled-real", "dp-stats", "dp-fedavg", "fedhypevae"])
     parser.add_argument("--rounds", type=int, default=TrainingConfig().rounds)
     parser.add_argument("--dataset", default="synthetic")
+    parser.add_argument("--partition", choices=["dirichlet", "iid"], default="dirichlet",
+                        help="--data.partition (dirichlet: α = the --data.alpha default; column partition)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--jobs", type=jobs_option, default="auto",
                         help="runs in parallel worker processes, each with CPUs ÷ jobs torch threads (auto: one "
@@ -278,6 +299,8 @@ def main() -> None:
         frame["rule"] = REFERENCE_RULE
     if not frame.empty and "probe_folds" not in frame:  # written before --probe-folds: not recorded
         frame["probe_folds"] = -1
+    if not frame.empty and "partition" not in frame:  # written before --partition: the default
+        frame.insert(1, "partition", partition_name("dirichlet"))
     if not args.print_only:
         check_jobs(args.jobs, "--jobs")
         for spec in args.evaluations:
@@ -290,11 +313,12 @@ def main() -> None:
         for seed in args.seeds:
             for method in args.methods:
                 for epsilon in ([math.inf] if method in BOUND_NAMES else args.epsilons):
-                    run = (args.dataset, method, epsilon, seed, args.rounds)
+                    run = (args.dataset, partition_name(args.partition), method, epsilon, seed, args.rounds)
                     missing = tuple(spec for spec in args.evaluations
                                     if any(run + (spec, rule, args.probe_folds) not in done for rule in args.rules))
                     if missing:
-                        todo.append(run + (args.probe_folds, missing, not args.first_global_only, tuple(args.rules)))
+                        todo.append((args.dataset, args.partition, *run[2:], args.probe_folds, missing,
+                                     not args.first_global_only, tuple(args.rules)))
         jobs = resolve_jobs(args.jobs, 0, len(todo))
         finished = ((key, run_key(key)) for key in todo) if jobs == 1 else \
             run_in_workers(run_key, todo, jobs, worker_threads(jobs, 0))

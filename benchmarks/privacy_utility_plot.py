@@ -1,6 +1,7 @@
 """The privacy–utility plot of ``benchmarks/privacy_utility.py``'s records (issue 16).
 
-One panel per downstream protocol (``--evaluations``): client-test BACC (%, ``test_blend``,
+One panel per downstream protocol (``--evaluations``; DP-FedAvg/DP-FedProx, which release a
+model, in every panel): client-test BACC (%, ``test_blend``,
 λ chosen on validation by ``--rule``; ``--column test_syn`` for synthetic only) against ε,
 mean ± std over seeds, one line per method; the bounds (``local-only``, ``pooled-real``,
 ε-free) as horizontal lines with their seed band.  Only rows of one ``--dataset`` and one
@@ -22,7 +23,11 @@ import pandas as pd
 from sweeps.plots import epsilon_positions, method_colors
 
 BOUNDS = {"local-only": ":", "pooled-real": "-."}
+GLOBAL_MODELS = ("dp-fedavg", "dp-fedprox")
+"""Methods that release a model, not a synthetic set: the same under every downstream protocol
+(their rows, of whichever ``--evaluations`` they were run with, are drawn in every panel)."""
 METHOD_ORDER = ("dp-fedavg", "dp-stats", "fedhypevae")
+FIXED_COLORS = {"dp-fedavg": "tab:green", "dp-fedprox": "tab:olive", "dp-stats": "tab:pink", "fedhypevae": "tab:blue"}
 
 
 def seed_complete(rows: pd.DataFrame, seeds: list[int]) -> pd.DataFrame:
@@ -38,16 +43,17 @@ def draw(frame: pd.DataFrame, evaluations: list[str], rule: str, column: str, se
 
     figure = Figure(figsize=(5.0 * len(evaluations), 4.0), layout="constrained")
     axes = figure.subplots(1, len(evaluations), sharey=True, squeeze=False).ravel()
-    colors = method_colors(list(frame["method"].unique()))
+    colors = method_colors(list(frame["method"].unique())) | FIXED_COLORS
     for ax, evaluation in zip(axes, evaluations):
-        rows = seed_complete(frame[(frame["evaluation"] == evaluation) & (frame["rule"] == rule)], seeds)
+        in_panel = (frame["evaluation"] == evaluation) | frame["method"].isin(GLOBAL_MODELS)
+        rows = seed_complete(frame[in_panel & (frame["rule"] == rule)], seeds)
         x = epsilon_positions(rows.loc[~rows["method"].isin(BOUNDS), "epsilon"].unique())
         for bound, style in BOUNDS.items():
             values = rows.loc[rows["method"] == bound, "test_blend"]
             if len(values):
                 mean, std = values.mean(), values.std(ddof=1) if len(values) > 1 else 0.0
-                ax.axhline(mean, color="grey", linestyle=style, label=f"{bound} (bound)")
-                ax.axhspan(mean - std, mean + std, color="grey", alpha=0.08)
+                ax.axhline(mean, color="black", linestyle=style, label=f"{bound} (bound)")
+                ax.axhspan(mean - std, mean + std, color="black", alpha=0.06)
         for method in sorted(set(rows["method"]) - set(BOUNDS),
                              key=lambda m: (METHOD_ORDER.index(m) if m in METHOD_ORDER else 99, m)):
             stats = rows[rows["method"] == method].groupby("epsilon")[column].agg(["mean", "std"]).reset_index()
