@@ -5,7 +5,7 @@ model, in every panel): client-test BACC (%, ``test_blend``,
 λ chosen on validation by ``--rule``; ``--column test_syn`` for synthetic only) against ε,
 mean ± std over seeds, one line per method; the bounds (``local-only``, ``pooled-real``,
 ε-free) as horizontal lines with their seed band.  Only rows of one ``--dataset`` and one
-``--probe-folds`` are drawn; a (method, ε) needs every seed of ``--seeds`` to be drawn, so
+``--probe-folds`` and ``--partition`` are drawn; a (method, ε) needs every seed of ``--seeds`` to be drawn, so
 a partial grid shows as missing points, not as a mean of fewer draws.
 
     python benchmarks/privacy_utility_plot.py benchmarks/results/privacy_utility_grid.parquet \\
@@ -80,6 +80,7 @@ def main() -> None:
     parser.add_argument("--rule", default="per-client:accuracy:1")
     parser.add_argument("--column", choices=["test_blend", "test_syn"], default="test_blend")
     parser.add_argument("--probe-folds", type=int, default=0)
+    parser.add_argument("--partition", default="dirichlet-0.3", help="the records' partition column (iid or dirichlet-0.3)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--methods", nargs="+", help="draw only these methods and bounds (default: all)")
     args = parser.parse_args()
@@ -87,8 +88,13 @@ def main() -> None:
         if not path.exists():
             parser.exit(2, f"privacy_utility_plot.py: error: {path} does not exist (write it with "
                            "benchmarks/privacy_utility.py --out)\n")
-    frame = pd.concat([pd.read_parquet(path) for path in args.records], ignore_index=True)
-    frame = frame[(frame["dataset"] == args.dataset) & (frame["probe_folds"] == args.probe_folds)]
+    frames = [pd.read_parquet(path) for path in args.records]
+    for records in frames:
+        if "partition" not in records:  # written before privacy_utility.py --partition: the default
+            records["partition"] = "dirichlet-0.3"
+    frame = pd.concat(frames, ignore_index=True)
+    frame = frame[(frame["dataset"] == args.dataset) & (frame["probe_folds"] == args.probe_folds)
+                  & (frame["partition"] == args.partition)]
     if args.methods:
         frame = frame[frame["method"].isin(args.methods)]
     if frame.empty:
