@@ -66,7 +66,7 @@ def draw(frame: pd.DataFrame, evaluations: list[str], rule: str, column: str, se
         ax.set_title(evaluation)
         ax.grid(alpha=0.3)
     axes[0].set_ylabel(f"client-test BACC % ({'blended' if column == 'test_blend' else 'synthetic only'})")
-    axes[-1].legend(loc="lower right", fontsize=8)
+    axes[-1].legend(loc="best", fontsize=8)
     figure.suptitle(f"{title} — λ rule {rule}, mean ± std over seeds {', '.join(map(str, seeds))}")
     return figure
 
