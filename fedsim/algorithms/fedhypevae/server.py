@@ -56,11 +56,13 @@ class FedHypeVAEServer(SharedStateServer):
 
     def finalize(self, releases: Sequence[DPStatsRelease]) -> GeneratorArtifact:
         """Fit v_o (or K mixed meta-codes) to the pooled DP statistics and package the
-        generator, with the observation variance of Eq. 12 when it is on."""
+        generator, with the observation variance of Eq. 12 when it is on.  Without the
+        hypernetwork (ablation) the generator ignores every code, so there is no meta-code to
+        fit: synthesis uses v = 0, as with ``meta_fit`` off."""
         statistics = pooled_statistics(releases)  # the sum only; refused below --privacy.min-cohort
         moments = moments_from_statistics(statistics)
         generator = torch_generator(self.seed, "meta-code")
-        if self.config.meta_fit:
+        if self.config.meta_fit and self.config.hypernetwork:
             codes, weights, self.meta_history = fit_meta_codes(
                 self.model, moments, self.config.meta_codes, self.config.meta_steps,
                 self.config.meta_lr, self.config.meta_samples, self.config.meta_beta,

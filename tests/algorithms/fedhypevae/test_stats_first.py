@@ -157,3 +157,19 @@ def test_synthetic_spread_with_observation_variance_matches_the_data_at_infinite
     assert synthetic_spread <= 1.25 * real_spread
     plain = dataclasses.replace(artifact, observation_std=None).sample(labels, torch.Generator().manual_seed(0))
     assert np.mean([plain[labels == c].std(axis=0).mean() for c in range(CLASSES)]) < synthetic_spread
+
+
+@pytest.mark.parametrize("training", ["stats-first", "dp-sgd"])
+def test_the_ablation_without_hypernetwork_finalizes_with_the_zero_code(training):
+    """The generator ignores the codes without the hypernetwork: Eq. 11 has nothing to fit
+    (it used to fail in backward), synthesis uses v = 0 and still follows the statistics."""
+    config = dataclasses.replace(CONFIG, hypernetwork=False, training=training)
+    clients = [make_client(i, config, epsilon=float("inf")) for i in range(2)]
+    server = FedHypeVAEServer(SPEC, config, seed=0)
+    releases = [c.release() for c in clients]
+    server.warm_start(releases)
+    artifact = server.finalize(releases)
+    assert torch.equal(artifact.codes, torch.zeros(1, config.code_dim))
+    labels = np.repeat(np.arange(CLASSES), 50)
+    synthetic = artifact.sample(labels, torch.Generator().manual_seed(0))
+    assert synthetic.shape == (len(labels), DIM) and np.isfinite(synthetic).all()
