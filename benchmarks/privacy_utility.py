@@ -46,7 +46,7 @@ Resumable: one Parquet row per finished run and evaluation in ``--out`` (default
 
 Methods: ``local-only``, ``pooled-real`` (bounds, ε-free), ``dp-stats``, ``dp-fedavg``,
 ``fedhypevae`` (the default: stats-first), ``fedhypevae-dp-sgd`` (today's DP-SGD-only),
-the ablations ``fedhypevae-no-hypernet``, ``fedhypevae-no-meta``, ``fedhypevae-no-mmd`` (:data:`ABLATIONS`),
+the table's ablations ``fedhypevae-no-hypernetwork``, ``-no-mmd``, ``-no-metacode``, ``-paper-mode`` (:data:`ABLATIONS`),
 ``fedhypevae-share-S`` (stats-first with ``--fedhypevae.statistics-share S``, the rest on
 the small-footprint DP-SGD with ``--training.batch-size 512``), ``fedhypevae-warm-N`` (``--fedhypevae.warm-start-steps N``), ``fedhypevae-no-obsvar`` (no observation variance);
 any of ``dp-stats`` and the FedHypeVAE names with the suffix ``-aggregate`` (``dp-stats-aggregate``,
@@ -61,13 +61,13 @@ import math
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from fedsim.algorithms.fedhypevae import FedHypeVAEConfig
 from fedsim.algorithms.spec import TrainingConfig
+from fedsim.commands.table_run import ABLATIONS as TABLE_ABLATIONS
 from fedsim.commands.train import TrainCommand
 from fedsim.commands.training_run import prepare, run_rounds
 from fedsim.commands.worker_pool import check_jobs, resolve_jobs, run_in_workers, worker_threads
@@ -84,10 +84,9 @@ from fedsim.simulation import LocalClientPool
 
 RESULTS = Path(__file__).parent / "results" / "privacy_utility.parquet"
 BOUND_NAMES = ("local-only", "pooled-real")
-ABLATIONS: dict[str, dict[str, Any]] = {"fedhypevae-no-hypernet": {"hypernetwork": False}, "fedhypevae-no-meta": {"meta_fit": False},
-             "fedhypevae-no-mmd": {"lambda_mmd": 0.0}}
-"""The paper's ablations as method names (``FedHypeVAEConfig`` fields): one shared decoder and
-prior, synthesis at v = 0 without the meta-code fit (Eq. 11), no MMD term (Eq. 6)."""
+ABLATIONS = {row.key: row for row in TABLE_ABLATIONS}
+"""The table's ablation rows as method names (``fedhypevae-no-hypernetwork``, ``-no-mmd``,
+``-no-metacode``, ``-paper-mode``; :data:`fedsim.commands.table_run.ABLATIONS`)."""
 REFERENCE_EVALUATION = "prediction:client:1x"
 REFERENCE_RULE = "global:accuracy:0"
 KEY = ["dataset", "partition", "method", "epsilon", "seed", "rounds", "evaluation", "rule", "probe_folds"]
@@ -125,7 +124,7 @@ def command_for(method: str, epsilon: float, seed: int, rounds: int, dataset: st
                 evaluation: EvaluationConfig = EvaluationConfig(test="both"), partition: str = "dirichlet") -> TrainCommand:
     """The ``train`` command of one method run (local backend, both test sets)."""
     fedhypevae = FedHypeVAEConfig()
-    placement = "client"
+    placement, privacy_changes = "client", {}
     if method.endswith("-aggregate"):  # the statistics' noise at the aggregate (secure aggregation)
         method, placement = method.removesuffix("-aggregate"), "aggregate"
     algorithm = method
@@ -140,12 +139,13 @@ def command_for(method: str, epsilon: float, seed: int, rounds: int, dataset: st
         elif method.startswith("fedhypevae-warm-"):
             fedhypevae = replace(fedhypevae, warm_start_steps=int(method.rsplit("-", 1)[1]))
         elif method in ABLATIONS:
-            fedhypevae = replace(fedhypevae, **ABLATIONS[method])
+            fedhypevae = replace(fedhypevae, **dict(ABLATIONS[method].method_changes))
+            privacy_changes = dict(ABLATIONS[method].privacy_changes)
     # the small DP footprint runs few, large Poisson batches (B = 512: 4 steps a local epoch)
     batch_size = 512 if method.startswith("fedhypevae-share-") else None
     return TrainCommand(algorithm=algorithm, backend="local", seed=seed, progress=False, checkpoint_every=0,
                         data=DataConfig(dataset=dataset, partition=partition),  # type: ignore[arg-type]
-                        privacy=PrivacyConfig(epsilon=epsilon, noise_placement=placement),
+                        privacy=PrivacyConfig(epsilon=epsilon, noise_placement=placement, **privacy_changes),
                         training=TrainingConfig(rounds=rounds, batch_size=batch_size), evaluation=evaluation,
                         fedhypevae=fedhypevae)
 
