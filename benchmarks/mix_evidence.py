@@ -34,16 +34,17 @@ import argparse
 import json
 import time
 from dataclasses import replace
+from unittest import mock
 
 import numpy as np
 
 from fedsim.commands.training_run import prepare, run_rounds
 from fedsim.evaluation import mixing
 from fedsim.evaluation.blend import select_lambdas
-from fedsim.evaluation.downstream import local_probe, synthetic_labels_for
+from fedsim.evaluation.downstream import evaluate_generator
 from fedsim.evaluation.probe import fit_probe
 from fedsim.evaluation.rule_validation import split_half_score
-from fedsim.seeding import numpy_rng, torch_generator
+from fedsim.seeding import numpy_rng
 from fedsim.simulation import LocalClientPool
 from privacy_utility import command_for, evaluation_config, lambda_rule, validation_set
 
@@ -78,24 +79,13 @@ class UnionProbes:
 
 
 def evaluate(federation, artifact, variant: str, seed: int, val_set):
-    """Every client's data-mix evaluation of ``artifact`` with the union probes of ``variant``."""
+    """Every client's data-mix evaluation of ``artifact`` (the project's
+    :func:`~fedsim.evaluation.downstream.evaluate_generator`) with the union probes of ``variant``."""
     config = evaluation_config("data:balanced:4x")
     union = UnionProbes(variant)
-    evaluations = []
-    for client in federation.clients:  # as evaluate_generator, with the union probes swapped
-        data = replace(client, x_test=client.x_val, y_test=client.y_val)  # the test split never enters
-        generator = torch_generator(seed, "synthesis", data.client_id)
-        labels = synthetic_labels_for(data, lambda size: artifact.sample_labels(size, generator), config)
-        synthetic_x = artifact.sample(labels, generator)
-        local = local_probe(data, config.probe, seed)
-        synthetic = fit_probe(synthetic_x, labels, data.num_classes, data.x_val, data.y_val, config.probe, seed,
-                              "global", data.client_id)
-        original, mixing.mixed_probe = mixing.mixed_probe, union
-        try:
-            evaluations.append(mixing.evaluate_data_mix(data, local, synthetic, synthetic_x, labels, config.probe,
-                                                        seed, config.mix_lambdas, val_set))
-        finally:
-            mixing.mixed_probe = original
+    with mock.patch.object(mixing, "mixed_probe", union):
+        evaluations = [evaluate_generator(replace(client, x_test=client.x_val, y_test=client.y_val),  # no test record
+                                          artifact, config, seed, val_set) for client in federation.clients]
     return evaluations, union.iterations
 
 

@@ -233,8 +233,8 @@ def fit_probe(x: np.ndarray, y: np.ndarray, num_classes: int, x_val: np.ndarray,
     ``config.class_weight``, none for the reference probe), in the folds' fits too.
     ``folded`` (a boolean mask over ``(x, y)``, default all) names the records that are
     held out in turn and so become evidence; the others are in every fold's train set
-    (the data mix folds the client's real records only: a synthetic record's held-out
-    prediction says how well the probe fits the generator, not the client's data).
+    (``benchmarks/mix_evidence.py`` folds only the data mix's real records this way; the
+    protocol folds them all, which validation preferred).
     ``warm`` (candidate name → a probe fitted on the same records under other weights, e.g.
     the previous λ of the data mix) starts each C's fit there instead of at the previous C's
     solution: the same optimum (to the tolerance), fewer iterations."""
@@ -253,7 +253,7 @@ def fit_probe(x: np.ndarray, y: np.ndarray, num_classes: int, x_val: np.ndarray,
     previous = None
     converged: dict[str, LogisticProbe] = {}
     for inverse_l2 in sorted(config.inverse_l2):
-        start = warm.get(candidate_name(inverse_l2), previous) if warm is not None else previous
+        start = (warm or {}).get(candidate_name(inverse_l2), previous)
         previous = fit_logistic(x, y, num_classes, inverse_l2, config.class_weight, config.max_iter,
                                 config.tolerance, start, weights)
         models[candidate_name(inverse_l2)] = converged[candidate_name(inverse_l2)] = previous
