@@ -51,7 +51,12 @@ the table's ablations ``fedhypevae-no-hypernetwork``, ``-no-mmd``, ``-no-metacod
 the small-footprint DP-SGD with ``--training.batch-size 512``), ``fedhypevae-warm-N`` (``--fedhypevae.warm-start-steps N``), ``fedhypevae-no-obsvar`` (no observation variance);
 any of ``dp-stats`` and the FedHypeVAE names with the suffix ``-aggregate`` (``dp-stats-aggregate``,
 ``fedhypevae-aggregate``): the same run with ``--privacy.noise-placement aggregate`` (the
-statistics' noise split over the clients, default ``--privacy.min-cohort``: all of them).
+statistics' noise split over the clients, default ``--privacy.min-cohort``: all of them);
+any of them with the suffix ``-diag`` (``dp-stats-diag``, ``fedhypevae-diag``,
+``fedhypevae-aggregate-diag``): the diagonal second moments at every ε
+(``--privacy.covariance diag``, ``--dp-stats.covariance diag``; the default ``auto`` releases the
+full matrix at ε = ∞).  Rows written before ``auto`` (2026-12-03) are the diagonal release
+and are stored under the ``-diag`` names.
 """
 
 from __future__ import annotations
@@ -65,6 +70,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from fedsim.algorithms.dp_stats import DPStatsConfig
 from fedsim.algorithms.fedhypevae import FedHypeVAEConfig
 from fedsim.algorithms.spec import TrainingConfig
 from fedsim.commands.table_run import ABLATIONS as TABLE_ABLATIONS
@@ -123,8 +129,11 @@ def partition_name(partition: str) -> str:
 def command_for(method: str, epsilon: float, seed: int, rounds: int, dataset: str,
                 evaluation: EvaluationConfig = EvaluationConfig(test="both"), partition: str = "dirichlet") -> TrainCommand:
     """The ``train`` command of one method run (local backend, both test sets)."""
-    fedhypevae = FedHypeVAEConfig()
+    fedhypevae, dp_stats = FedHypeVAEConfig(), DPStatsConfig()
     placement, privacy_changes = "client", {}
+    if method.endswith("-diag"):  # the diagonal release at every ε (the default is auto: full at ε = ∞)
+        method, dp_stats = method.removesuffix("-diag"), DPStatsConfig(covariance="diag")
+        privacy_changes["covariance"] = "diag"
     if method.endswith("-aggregate"):  # the statistics' noise at the aggregate (secure aggregation)
         method, placement = method.removesuffix("-aggregate"), "aggregate"
     algorithm = method
@@ -140,14 +149,14 @@ def command_for(method: str, epsilon: float, seed: int, rounds: int, dataset: st
             fedhypevae = replace(fedhypevae, warm_start_steps=int(method.rsplit("-", 1)[1]))
         elif method in ABLATIONS:
             fedhypevae = replace(fedhypevae, **dict(ABLATIONS[method].method_changes))
-            privacy_changes = dict(ABLATIONS[method].privacy_changes)
+            privacy_changes.update(ABLATIONS[method].privacy_changes)
     # the small DP footprint runs few, large Poisson batches (B = 512: 4 steps a local epoch)
     batch_size = 512 if method.startswith("fedhypevae-share-") else None
     return TrainCommand(algorithm=algorithm, backend="local", seed=seed, progress=False, checkpoint_every=0,
                         data=DataConfig(dataset=dataset, partition=partition),  # type: ignore[arg-type]
                         privacy=PrivacyConfig(epsilon=epsilon, noise_placement=placement, **privacy_changes),
                         training=TrainingConfig(rounds=rounds, batch_size=batch_size), evaluation=evaluation,
-                        fedhypevae=fedhypevae)
+                        fedhypevae=fedhypevae, dp_stats=dp_stats)
 
 
 def scores(test_evals: list[ClientEvaluation], val_evals: list[ClientEvaluation],

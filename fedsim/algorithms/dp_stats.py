@@ -88,8 +88,8 @@ class DPStatsConfig:
 
     clip_norm: float | None = None
     """Norm bound R on each embedding before the statistics (sensitivity R for sums, R² for second moments); default √d, as FedHypeVAE's statistics."""
-    covariance: Literal["diag", "full", "lowrank"] = "diag"
-    """Per-class covariance: ``diag`` (releases d second moments per class), ``full`` (releases the d×d matrix) or ``lowrank`` (the same d×d release, kept as its top ``rank`` eigenpairs plus a diagonal)."""
+    covariance: Literal["auto", "diag", "full", "lowrank"] = "auto"
+    """Per-class covariance: ``diag`` (releases d second moments per class), ``full`` (releases the d×d matrix) or ``lowrank`` (the same d×d release, kept as its top ``rank`` eigenpairs plus a diagonal); ``auto``: ``full`` at ε = ∞ (exact statistics), ``diag`` at finite ε (as ``--privacy.covariance auto``)."""
     rank: int = 8
     """Eigenpairs kept per class by ``--dp-stats.covariance lowrank`` (at most d)."""
     shrinkage: float = 0.0
@@ -104,17 +104,22 @@ class DPStatsConfig:
         check(self, prefix, [
             ("clip_norm", self.clip_norm is None or (finite(self.clip_norm) and self.clip_norm > 0),
              "a finite number > 0"),
-            ("covariance", self.covariance in ("diag", "full", "lowrank"), "one of diag, full, lowrank"),
+            ("covariance", self.covariance in ("auto", "diag", "full", "lowrank"), "one of auto, diag, full, lowrank"),
             ("rank", self.rank >= 1, "an integer >= 1"),
             ("shrinkage", 0.0 <= self.shrinkage <= 1.0, "a number in [0, 1]"),
             ("variance_floor", finite(self.variance_floor) and self.variance_floor >= 0, "a finite number >= 0"),
             ("min_count_stds", finite(self.min_count_stds) and self.min_count_stds >= 0, "a finite number >= 0"),
         ])
 
-    @property
-    def released_covariance(self) -> Literal["diag", "full"]:
+    def form(self, private: bool) -> Literal["diag", "full", "lowrank"]:
+        """The covariance form of a run with (``private``) or without DP: ``auto`` resolved."""
+        if self.covariance == "auto":
+            return "diag" if private else "full"
+        return self.covariance
+
+    def released_covariance(self, private: bool) -> Literal["diag", "full"]:
         """The second moments the clients release for this covariance form."""
-        return "diag" if self.covariance == "diag" else "full"
+        return "diag" if self.form(private) == "diag" else "full"
 
 
 @dataclass(frozen=True)
@@ -190,7 +195,8 @@ class DPStatsClient:
             self.stats_noise_multiplier = sigma
         own_sigma = client_noise_multiplier(sigma, self.min_cohort)  # σ_s/√m_min at aggregate placement
         statistics = release_class_statistics(self.x, self.labels, self.num_classes, self.clip_norm, own_sigma,
-                                              self.config.released_covariance, self.privacy_state.noise)
+                                              self.config.released_covariance(self.privacy.private),
+                                              self.privacy_state.noise)
         if self.privacy.private:  # the aggregate's σ_s: what the sum of ≥ m_min releases carries
             self.privacy_state.accountant.record(sigma, 1.0, 1, kind="release")
         self.released = DPStatsRelease(statistics, own_sigma, self.clip_norm, self.min_cohort)
@@ -285,6 +291,7 @@ def covariance_factors(covariance: Tensor, form: str, rank: int, floor: float) -
 def class_generator(releases: Sequence[DPStatsRelease], config: DPStatsConfig) -> GaussianClassGenerator:
     """Pool the releases and build the class-conditional Gaussians (module docstring)."""
     statistics = pooled_statistics(releases)
+    form = statistics.covariance if config.covariance == "auto" else config.covariance  # auto: as released
     count_noise = math.sqrt(sum(r.count_noise_std ** 2 for r in releases))
     threshold = max(2.0, config.min_count_stds * count_noise)
     moments = moments_from_statistics(statistics, min_count=threshold)
@@ -302,7 +309,7 @@ def class_generator(releases: Sequence[DPStatsRelease], config: DPStatsConfig) -
         covariance = overall_covariance
         if valid:
             covariance = (1.0 - config.shrinkage) * moments.covariances[y] + config.shrinkage * overall_covariance
-        factor, residual = covariance_factors(covariance, config.covariance, config.rank, floor)
+        factor, residual = covariance_factors(covariance, form, config.rank, floor)
         means.append(mean)
         factors.append(factor)
         residuals.append(residual)

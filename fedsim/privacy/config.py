@@ -32,8 +32,11 @@ class PrivacyConfig:
     stats_clip_norm: float | None = None
     """Norm bound R on each embedding before statistics (sensitivity R for sums, R² for
     second moments); default √d, which suits features of unit scale."""
-    covariance: Literal["diag", "full"] = "diag"
-    """Second moments released per class: the diagonal (d numbers) or the full d×d matrix."""
+    covariance: Literal["auto", "diag", "full"] = "auto"
+    """Second moments released per class: the diagonal (d numbers) or the full d×d matrix;
+    ``auto``: full at ε = ∞ (the statistics are exact: the matrix costs nothing and carries the
+    data's correlations), diagonal at finite ε (d² noisy entries, each with the diagonal's
+    noise std, would swamp the d² − d off-diagonal ones)."""
     max_records: int = 2048
     """Public bound on each client's train records; it defines the neighbouring relation
     (add/remove one record, with every client's size hidden).  DP-SGD is planned from it
@@ -79,6 +82,13 @@ class PrivacyConfig:
         """False when ε = ∞ (no noise, no clipping)."""
         return self.epsilon != float("inf")
 
+    @property
+    def released_covariance(self) -> Literal["diag", "full"]:
+        """The second moments released per class: ``covariance`` with ``auto`` resolved."""
+        if self.covariance == "auto":
+            return "diag" if self.private else "full"
+        return self.covariance
+
     def validate(self, prefix: str = "--privacy.") -> None:
         """Raise a ``UserError`` naming the first invalid option (as on the CLI, under ``prefix``)."""
         check(self, prefix, [
@@ -93,6 +103,7 @@ class PrivacyConfig:
              or (finite(self.stats_clip_norm) and self.stats_clip_norm > 0), "a finite number > 0"),
             ("reproducible_noise", isinstance(self.reproducible_noise, bool), "true or false"),
             ("noise_placement", self.noise_placement in ("client", "aggregate"), "one of client, aggregate"),
+            ("covariance", self.covariance in ("auto", "diag", "full"), "one of auto, diag, full"),
             ("min_cohort", self.min_cohort is None
              or (isinstance(self.min_cohort, int) and not isinstance(self.min_cohort, bool) and self.min_cohort >= 1),
              "an integer >= 1 (default: the number of clients)"),

@@ -140,7 +140,7 @@ def data_moments(federation, y: int):
     return rows.mean(0), np.cov(rows.T, bias=True)
 
 
-@pytest.mark.parametrize("covariance", ["diag", "full", "lowrank"])
+@pytest.mark.parametrize("covariance", ["diag", "full", "lowrank", "auto"])
 def test_generator_is_exact_at_infinite_epsilon(federation, covariance):
     config = DPStatsConfig(covariance=covariance, rank=2)
     clients, server = clients_and_server(federation, config, epsilon=math.inf)
@@ -154,7 +154,7 @@ def test_generator_is_exact_at_infinite_epsilon(federation, covariance):
         mean, cov = data_moments(federation, y)
         np.testing.assert_allclose(artifact.means[y].numpy(), mean, atol=1e-5)
         np.testing.assert_allclose(np.diag(modelled[y]), np.diag(cov), rtol=1e-4)  # every form keeps variances
-        if covariance == "full":
+        if covariance in ("full", "auto"):  # auto: the full matrix at ε = ∞
             np.testing.assert_allclose(modelled[y], cov, atol=1e-5)
         drawn = samples[labels == y]
         std_error = np.sqrt(np.diag(cov) / per_class)
@@ -234,3 +234,16 @@ def test_train_cli_end_to_end(tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["algorithm"] == "dp-stats" and 0.0 <= summary["bacc_mean"] <= 1.0
     assert (out / "synthetic.parquet").exists()
+
+
+@pytest.mark.parametrize("epsilon, released", [(math.inf, "full"), (1.0, "diag")])
+def test_auto_covariance_releases_the_full_matrix_only_without_dp(federation, epsilon, released):
+    clients, _ = clients_and_server(federation, DPStatsConfig(), epsilon=epsilon)
+    assert DPStatsConfig().covariance == "auto"
+    assert clients[0].release().statistics.covariance == released
+    assert DPStatsConfig(covariance="diag").form(private=False) == "diag"
+    assert DPStatsConfig(covariance="lowrank").released_covariance(private=True) == "full"
+    privacy = PrivacyConfig(epsilon=epsilon)
+    assert privacy.covariance == "auto" and privacy.released_covariance == released
+    assert PrivacyConfig(epsilon=epsilon, covariance="diag").released_covariance == "diag"
+    assert PrivacyConfig(epsilon=epsilon, covariance="full").released_covariance == "full"

@@ -221,7 +221,7 @@ class FedHypeVAEClient:
         state, privacy = self.privacy_state, self.privacy_state.privacy
         own_sigma = client_noise_multiplier(sigma, self.min_cohort)
         statistics = release_class_statistics(self.x, self.y, self.onehot.shape[1], clip_norm, own_sigma,
-                                              privacy.covariance,
+                                              privacy.released_covariance,
                                               noise_source(privacy, self.seed, "statistics", self.client_id))
         if state.private:
             state.accountant.record(sigma, 1.0, 1, kind="release")

@@ -34,8 +34,10 @@ class GeneratorArtifact:
     released_records: float | None = None
     """Σ of the released noisy class counts (a DP count of all train records)."""
     observation_std: Tensor | None = None
-    """(K_classes, d) per-class, per-dimension observation std s_y of Eq. 12
-    (:func:`observation_std`); None: the decoder mean alone (the paper)."""
+    """The observation noise of Eq. 12 (:func:`observation_std`): ``(K_classes, d)``, the
+    per-class, per-dimension std s_y (diagonal statistics), or ``(K_classes, d, d)``, a square
+    root S_y (S_y S_yᵀ = R_y) of the per-class residual covariance (full statistics); None:
+    the decoder mean alone (the paper)."""
 
     def build(self) -> FedHypeVAEModel:
         """A model holding Φ (its encoder and client code are unused).  Built under a
@@ -58,7 +60,7 @@ class GeneratorArtifact:
             noise = torch.randn(len(labels), self.config.latent_dim, generator=generator)
             x = model.sample(modulation, context, onehot, noise)
             if self.observation_std is not None:
-                x = x + self.observation_std[labels] * torch.randn(x.shape, generator=generator)
+                x = x + observation_noise(self.observation_std, labels, torch.randn(x.shape, generator=generator))
         return x.numpy().astype(np.float32)
 
     def sample_labels(self, size: int, generator: torch.Generator) -> np.ndarray:
@@ -82,18 +84,34 @@ def synthesize(artifact: GeneratorArtifact, size: int, generator: torch.Generato
     return synthesize_from(artifact, size, generator)
 
 
+def observation_noise(observation_std: Tensor, labels: Tensor, standard_normal: Tensor) -> Tensor:
+    """The observation noise of Eq. 12 for records of class ``labels``: ``s_y ⊙ ε`` (diagonal,
+    ``(K, d)``) or ``S_y ε`` (full, ``(K, d, d)``), from the standard normal draws ``ε``."""
+    if observation_std.dim() == 2:
+        return observation_std[labels] * standard_normal
+    noise = torch.empty_like(standard_normal)
+    for y in torch.unique(labels):  # one (n_y, d) × (d, d) product per class, no (n, d, d) gather
+        rows = labels == y
+        noise[rows] = standard_normal[rows] @ observation_std[y].T
+    return noise
+
+
 OBSERVATION_SAMPLES = 512
 
 
 def observation_std(artifact: GeneratorArtifact, moments: ClassMoments, generator: torch.Generator) -> Tensor:
-    """s_y of Eq. 12 with observation noise, per class y and dimension: ``s_y² = max(0,
-    diag Σ̂_y − Var_z[x̂(z, y)])``, the DP (pooled, post-processed) variance the decoder mean
-    at the meta-code does not produce (``Var_z`` over ``OBSERVATION_SAMPLES`` prior draws).
-    Classes without a trustworthy count take the mean of the valid classes' s_y²."""
+    """The observation noise of Eq. 12, per class y: the DP (pooled, post-processed) second
+    moments the decoder mean at the meta-code does not produce (``Cov_z`` over
+    ``OBSERVATION_SAMPLES`` prior draws).  Diagonal statistics: ``s_y² = max(0, diag Σ̂_y −
+    Var_z[x̂(z, y)])`` per dimension, returned as s_y ``(K, d)``.  Full statistics: the residual
+    ``R_y = Σ̂_y − Cov_z[x̂(z, y)]`` projected on the PSD cone (negative eigenvalues set to 0),
+    returned as ``S_y = V_y Λ_y^½`` ``(K, d, d)``, so that the sample covariance is Σ̂_y's
+    wherever the decoder's is below it.  Classes without a trustworthy count take the mean of
+    the valid classes' residual."""
     model = artifact.build()
     covariances = moments.covariances
-    target = covariances.diagonal(dim1=1, dim2=2) if covariances.dim() == 3 else covariances
-    variances = torch.zeros_like(target)
+    full = covariances.dim() == 3
+    residuals = torch.zeros_like(covariances)
     with torch.no_grad():
         modulation, context = mixed_generation(model, artifact.codes, artifact.weights)
         noise = torch.randn(OBSERVATION_SAMPLES, artifact.config.latent_dim, generator=generator)
@@ -101,8 +119,16 @@ def observation_std(artifact: GeneratorArtifact, moments: ClassMoments, generato
             onehot = torch.zeros(OBSERVATION_SAMPLES, artifact.num_classes)
             onehot[:, y] = 1.0
             decoded = model.sample(modulation, context, onehot, noise)
-            variances[y] = (target[y] - decoded.var(dim=0)).clamp_min(0.0)
+            if full:
+                residuals[y] = covariances[y] - torch.cov(decoded.T)
+            else:
+                residuals[y] = (covariances[y] - decoded.var(dim=0)).clamp_min(0.0)
     valid = moments.valid
     if bool(valid.any()) and not bool(valid.all()):
-        variances[~valid] = variances[valid].mean(dim=0)
-    return variances.sqrt()
+        residuals[~valid] = residuals[valid].mean(dim=0)
+    if not full:
+        return residuals.sqrt()
+    symmetric = 0.5 * (residuals + residuals.transpose(1, 2)).double()
+    eigenvalues, eigenvectors = torch.linalg.eigh(symmetric)
+    factors: Tensor = (eigenvectors * eigenvalues.clamp_min(0.0).sqrt().unsqueeze(1)).to(covariances.dtype)
+    return factors
