@@ -55,23 +55,25 @@ import time
 
 import numpy as np
 import torch
-from privacy_utility import command_for, evaluation_config, scores, validation_set
+from privacy_utility import (
+    command_for,
+    evaluation_config,
+    scores,
+    train_run,
+    validation_set,
+)
 from sklearn.metrics import balanced_accuracy_score
 
-from fedsim.commands.training_run import prepare, run_rounds
 from fedsim.evaluation.downstream import evaluate_generator
-from fedsim.simulation import LocalClientPool
 
 PROTOCOLS = ("prediction:client:1x", "data:balanced:4x")
 
 
 def train(method: str, epsilon: float, seed: int, rounds: int, dataset: str):
     """The federation and the artifact of one ``train`` run (local backend)."""
-    command = command_for(method, epsilon, seed, rounds, dataset, evaluation_config(PROTOCOLS[0], 0))
-    prepared = prepare(command)
-    server = prepared.module.make_server(prepared.spec, prepared.settings)
-    pool = LocalClientPool(prepared.federation, prepared.spec, prepared.settings)
-    return prepared.federation, run_rounds(command, prepared.settings, server, pool).artifact
+    prepared, _, result = train_run(command_for(method, epsilon, seed, rounds, dataset,
+                                                evaluation_config(PROTOCOLS[0], 0)))
+    return prepared.federation, result.artifact
 
 
 class ClassifierAgreeing:

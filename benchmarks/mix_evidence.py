@@ -37,16 +37,20 @@ from dataclasses import replace
 from unittest import mock
 
 import numpy as np
+from privacy_utility import (
+    command_for,
+    evaluation_config,
+    lambda_rule,
+    train_run,
+    validation_set,
+)
 
-from fedsim.commands.training_run import prepare, run_rounds
 from fedsim.evaluation import mixing
 from fedsim.evaluation.blend import select_lambdas
 from fedsim.evaluation.downstream import evaluate_generator
 from fedsim.evaluation.probe import fit_probe
 from fedsim.evaluation.rule_validation import split_half_score
 from fedsim.seeding import numpy_rng
-from fedsim.simulation import LocalClientPool
-from privacy_utility import command_for, evaluation_config, lambda_rule, validation_set
 
 VARIANTS = ("all-folds", "real-folds", "no-folds", "all-folds-warm", "real-folds-warm", "no-folds-warm")
 RULES = ("per-client:accuracy:0", "per-client:accuracy:1", "per-client:balanced:0", "per-client:balanced:1")
@@ -98,13 +102,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=30)
     parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=["no-folds", "all-folds", "real-folds"])
     args = parser.parse_args()
-    command = command_for(args.method, args.epsilon, args.seed, args.rounds, args.dataset,
-                          evaluation_config("prediction:client:1x", 0))
-    prepared = prepare(command)
+    prepared, _, result = train_run(command_for(args.method, args.epsilon, args.seed, args.rounds, args.dataset,
+                                                evaluation_config("prediction:client:1x", 0)))
     federation = prepared.federation
-    server = prepared.module.make_server(prepared.spec, prepared.settings)
-    pool = LocalClientPool(federation, prepared.spec, prepared.settings)
-    result = run_rounds(command, prepared.settings, server, pool, global_test=None)
     val_set = validation_set(federation)   # "global" columns = the pooled validation splits
     for variant in args.variants:
         started = time.perf_counter()

@@ -32,13 +32,23 @@ import time
 from pathlib import Path
 
 import pandas as pd
+from privacy_utility import (
+    REFERENCE_EVALUATION,
+    command_for,
+    evaluation_config,
+    scores,
+    train_run,
+    validation_set,
+)
 
 from fedsim.algorithms.dp_stats import DPStatsConfig, class_generator
-from fedsim.commands.training_run import prepare, run_rounds
-from fedsim.commands.worker_pool import check_jobs, resolve_jobs, run_in_workers, worker_threads
+from fedsim.commands.worker_pool import (
+    check_jobs,
+    resolve_jobs,
+    run_in_workers,
+    worker_threads,
+)
 from fedsim.evaluation.downstream import evaluate_generator
-from fedsim.simulation import LocalClientPool
-from privacy_utility import REFERENCE_EVALUATION, command_for, evaluation_config, scores, validation_set
 
 RESULTS = Path(__file__).parent / "results" / "paired_release.parquet"
 RULES = ("per-client:accuracy:1", "per-client:accuracy:0")
@@ -51,12 +61,8 @@ def run_one(dataset: str, epsilon: float, seed: int, rounds: int, evaluations: t
     """One FedHypeVAE run; both generators of its release under every protocol and rule."""
     started = time.perf_counter()
     configs = [evaluation_config(spec, probe_folds) for spec in evaluations]
-    command = command_for("fedhypevae", epsilon, seed, rounds, dataset, configs[0])
-    prepared = prepare(command)
+    prepared, pool, result = train_run(command_for("fedhypevae", epsilon, seed, rounds, dataset, configs[0]))
     federation = prepared.federation
-    server = prepared.module.make_server(prepared.spec, prepared.settings)
-    pool = LocalClientPool(federation, prepared.spec, prepared.settings)
-    result = run_rounds(command, prepared.settings, server, pool)
     releases = pool.release(pool.client_ids)  # the run's own releases, not a second mechanism
     generators = {"fhv": result.artifact, "stats": class_generator(releases, DPStatsConfig())}
     validation = validation_set(federation)

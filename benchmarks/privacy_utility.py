@@ -52,6 +52,7 @@ the small-footprint DP-SGD with ``--training.batch-size 512``), ``fedhypevae-war
 any of ``dp-stats`` and the FedHypeVAE names with the suffix ``-aggregate`` (``dp-stats-aggregate``,
 ``fedhypevae-aggregate``): the same run with ``--privacy.noise-placement aggregate`` (the
 statistics' noise split over the clients, default ``--privacy.min-cohort``: all of them);
+``dp-stats-lowrank`` (``--dp-stats.covariance lowrank``, rank 8);
 any of them with the suffix ``-diag`` (``dp-stats-diag``, ``fedhypevae-diag``,
 ``fedhypevae-aggregate-diag``): the diagonal second moments at every ε
 (``--privacy.covariance diag``, ``--dp-stats.covariance diag``; the default ``auto`` releases the
@@ -134,6 +135,8 @@ def command_for(method: str, epsilon: float, seed: int, rounds: int, dataset: st
     if method.endswith("-diag"):  # the diagonal release at every ε (the default is auto: full at ε = ∞)
         method, dp_stats = method.removesuffix("-diag"), DPStatsConfig(covariance="diag")
         privacy_changes["covariance"] = "diag"
+    if method == "dp-stats-lowrank":  # the full release kept as its top eigenpairs plus a diagonal
+        method, dp_stats = "dp-stats", replace(dp_stats, covariance="lowrank")
     if method.endswith("-aggregate"):  # the statistics' noise at the aggregate (secure aggregation)
         method, placement = method.removesuffix("-aggregate"), "aggregate"
     algorithm = method
@@ -157,6 +160,15 @@ def command_for(method: str, epsilon: float, seed: int, rounds: int, dataset: st
                         privacy=PrivacyConfig(epsilon=epsilon, noise_placement=placement, **privacy_changes),
                         training=TrainingConfig(rounds=rounds, batch_size=batch_size), evaluation=evaluation,
                         fedhypevae=fedhypevae, dp_stats=dp_stats)
+
+
+def train_run(command: TrainCommand, prepared=None, global_test: GlobalTestSet | None = None):
+    """``train``'s body for ``command`` in this process (local pool; ``prepared``: ``prepare(command)``
+    when already made): ``(prepared, pool, result)``; the pool keeps the clients (their releases)."""
+    prepared = prepared or prepare(command)
+    server = prepared.module.make_server(prepared.spec, prepared.settings)
+    pool = LocalClientPool(prepared.federation, prepared.spec, prepared.settings)
+    return prepared, pool, run_rounds(command, prepared.settings, server, pool, global_test=global_test)
 
 
 def scores(test_evals: list[ClientEvaluation], val_evals: list[ClientEvaluation],
@@ -219,9 +231,7 @@ def run_one(method: str, epsilon: float, seed: int, rounds: int, dataset: str,
             return BOUNDS[method](federation, config, seed, scored)
         first = (evaluate(configs[0], test_set), evaluate(configs[0], val_set))
     else:
-        server = prepared.module.make_server(prepared.spec, prepared.settings)
-        pool = LocalClientPool(federation, prepared.spec, prepared.settings)
-        result = run_rounds(command, prepared.settings, server, pool, global_test=test_set)
+        _, pool, result = train_run(command, prepared, test_set)
         first = (result.evaluations, pool.evaluate(pool.client_ids, result.artifact, val_set))
 
         def evaluate(config, scored):  # generators only: the same artifact under another protocol

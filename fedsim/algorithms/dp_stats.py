@@ -65,7 +65,7 @@ from fedsim.evaluation.downstream import EvaluationConfig, evaluate_generator
 from fedsim.evaluation.global_test import GlobalTestSet
 from fedsim.privacy.accounting import calibrate_release_noise
 from fedsim.privacy.aggregate import check_cohort, client_noise_multiplier, resolved_min_cohort
-from fedsim.privacy.config import PrivacyConfig
+from fedsim.privacy.config import PrivacyConfig, auto_covariance
 from fedsim.privacy.labels import label_distribution
 from fedsim.privacy.ledger import ClientPrivacyRecord, privacy_record
 from fedsim.privacy.plan import kept_records, no_dp_sgd_plan
@@ -113,9 +113,7 @@ class DPStatsConfig:
 
     def form(self, private: bool) -> Literal["diag", "full", "lowrank"]:
         """The covariance form of a run with (``private``) or without DP: ``auto`` resolved."""
-        if self.covariance == "auto":
-            return "diag" if private else "full"
-        return self.covariance
+        return auto_covariance(private) if self.covariance == "auto" else self.covariance
 
     def released_covariance(self, private: bool) -> Literal["diag", "full"]:
         """The second moments the clients release for this covariance form."""

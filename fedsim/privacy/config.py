@@ -8,6 +8,12 @@ from typing import Literal
 from fedsim.validation import check, finite
 
 
+def auto_covariance(private: bool) -> Literal["diag", "full"]:
+    """What ``auto`` releases (``--privacy.covariance``, ``--dp-stats.covariance``): the full
+    second moments without DP (exact statistics: the matrix costs nothing), the diagonal with it."""
+    return "diag" if private else "full"
+
+
 @dataclass(frozen=True)
 class PrivacyConfig:
     """Sample-level (ε, δ)-DP per client; see docs/design.md, "Privacy model"."""
@@ -85,9 +91,7 @@ class PrivacyConfig:
     @property
     def released_covariance(self) -> Literal["diag", "full"]:
         """The second moments released per class: ``covariance`` with ``auto`` resolved."""
-        if self.covariance == "auto":
-            return "diag" if self.private else "full"
-        return self.covariance
+        return auto_covariance(self.private) if self.covariance == "auto" else self.covariance
 
     def validate(self, prefix: str = "--privacy.") -> None:
         """Raise a ``UserError`` naming the first invalid option (as on the CLI, under ``prefix``)."""
