@@ -38,6 +38,9 @@ default; rows written before the column are the default's).
 
 Resumable: one Parquet row per finished run and evaluation in ``--out`` (default
 ``benchmarks/results/privacy_utility.parquet``); a run already there is skipped.
+``--print-only [FILE ...]`` prints the tables of ``--out`` merged with the given result files
+(a dataset's grid, its one-seed runs and its rule measurements: one table per dataset; a
+run found in several files counts once, from the first) and runs nothing.
 ``--jobs N`` (default ``auto``: one per CPU) runs N at a time in worker processes
 (:mod:`fedsim.commands.worker_pool`); the rows are written by this process, as each run finishes.
 
@@ -273,6 +276,21 @@ def print_tables(frame: pd.DataFrame) -> None:
                                     if isinstance(v, float) else str(v) for k, v in row.items()) + " |")
 
 
+def read_results(path: Path) -> pd.DataFrame:
+    """The rows of a results file (empty when it does not exist), with the columns added
+    since older files were written filled in as those files' runs had them."""
+    frame = pd.read_parquet(path) if path.exists() else pd.DataFrame()
+    if not frame.empty and "evaluation" not in frame:  # written before --evaluations
+        frame["evaluation"] = REFERENCE_EVALUATION
+    if not frame.empty and "rule" not in frame:  # written before --rules
+        frame["rule"] = REFERENCE_RULE
+    if not frame.empty and "probe_folds" not in frame:  # written before --probe-folds: not recorded
+        frame["probe_folds"] = -1
+    if not frame.empty and "partition" not in frame:  # written before --partition: the default
+        frame.insert(1, "partition", partition_name("dirichlet"))
+    return frame
+
+
 def run_key(key: tuple[str, str, str, float, int, int, int, tuple[str, ...], bool, tuple[str, ...]]) -> list[dict]:
     """:func:`run_one` of ``(dataset, partition, method, epsilon, seed, rounds, probe_folds, evaluations,
     global_all, rules)``."""
@@ -309,18 +327,19 @@ def main() -> None:
                              "each applied to every evaluation (validation only), at no extra cost")
     parser.add_argument("--probe-folds", type=int, default=LinearProbeConfig().folds,
                         help="--evaluation.probe.folds of every evaluation (0: C chosen on validation alone)")
-    parser.add_argument("--print-only", action="store_true", help="print the tables of --out and exit")
+    parser.add_argument("--print-only", nargs="*", type=Path, metavar="FILE", default=None,
+                        help="print the tables of --out merged with these result files (e.g. a dataset's grid "
+                             "and its one-seed runs: one table per dataset) and exit")
     args = parser.parse_args()
-    frame = pd.read_parquet(args.out) if args.out.exists() else pd.DataFrame()
-    if not frame.empty and "evaluation" not in frame:  # written before --evaluations
-        frame["evaluation"] = REFERENCE_EVALUATION
-    if not frame.empty and "rule" not in frame:  # written before --rules
-        frame["rule"] = REFERENCE_RULE
-    if not frame.empty and "probe_folds" not in frame:  # written before --probe-folds: not recorded
-        frame["probe_folds"] = -1
-    if not frame.empty and "partition" not in frame:  # written before --partition: the default
-        frame.insert(1, "partition", partition_name("dirichlet"))
-    if not args.print_only:
+    frame = read_results(args.out)
+    if args.print_only is not None:
+        for path in args.print_only:
+            if not path.exists():
+                parser.error(f"--print-only: {path} does not exist (give Parquet files this benchmark wrote)")
+        # a run stored in several files (a grid's seed 0 repeated in a later file) counts once: the first
+        frame = pd.concat([frame, *(read_results(path) for path in args.print_only)], ignore_index=True)
+        frame = frame.drop_duplicates(subset=[k for k in KEY if k in frame], keep="first")
+    else:
         check_jobs(args.jobs, "--jobs")
         for spec in args.evaluations:
             evaluation_config(spec, args.probe_folds)

@@ -35,7 +35,11 @@ processes, loaded the data, had every actor ready (first round starts) and ended
 
 ``ray`` starts as ``train`` and ``table`` do (Ray and the actors before the data,
 :func:`fedsim.commands.training_run.backend_started`); ``ray-sequential`` loads the data
-first and starts Ray and the actors after it (the order before that overlap).
+first and starts Ray and the actors after it (the order before that overlap);
+``ray-one-actor`` is ``ray`` with every client on one actor (``--ray.max-actors 1``: one
+client process fewer); ``ray-floor`` is the least any actor-based runtime pays: Ray started
+and ONE actor that imports torch and answers, no fedsim, no data, no round (its
+"round 1" is that answer) — a first round of fedsim on Ray cannot end before it.
 """
 
 from __future__ import annotations
@@ -80,8 +84,8 @@ class Benchmark:
 
     cases: tuple[CaseName, ...] = ("fedavg-10x2000", "scale-10", "scale-100", "scale-1000")
     """Cases to run (module docstring)."""
-    backends: tuple[Literal["local", "ray", "ray-sequential"], ...] = ("local", "ray")
-    """Backends to compare (``ray-sequential``: only with ``--first-round``, module docstring)."""
+    backends: tuple[Literal["local", "ray", "ray-sequential", "ray-one-actor", "ray-floor"], ...] = ("local", "ray")
+    """Backends to compare (``ray-sequential``, ``ray-one-actor``, ``ray-floor``: only with ``--first-round``, module docstring)."""
     first_round: int = 0
     """Instead of the round table: time the start-up to the end of round 1 in this many fresh processes per case and backend, interleaved (module docstring)."""
     probe: str = ""
@@ -179,11 +183,41 @@ class FirstRound(RunCallback):
             self.ended = time.time()
 
 
+class TorchActor:
+    """``ray-floor``'s actor: imports torch (what every fedsim actor does first) and answers."""
+
+    def __init__(self) -> None:
+        import torch as actor_torch
+        self.threads = actor_torch.get_num_threads()
+
+    def ready(self) -> int:
+        return self.threads
+
+
+def ray_floor(launched: float, imported: float) -> dict:
+    """``ray-floor`` (module docstring): Ray started as fedsim starts it, one torch actor ready."""
+    import ray
+
+    times = {"imports": imported}
+    ray.init(include_dashboard=False, num_cpus=os.cpu_count() or 1, logging_level=logging.WARNING,
+             log_to_driver=False)
+    try:
+        actor = ray.remote(TorchActor).options(num_cpus=1).remote()  # type: ignore[attr-defined]
+        times["ray_and_actors_started"] = times["data"] = time.time()
+        ray.get(actor.ready.remote())
+        times["actors_ready"] = times["round_1"] = time.time()
+    finally:
+        ray.shutdown()
+    return {k: v - launched for k, v in times.items()}
+
+
 def probe_first_round(case: str, backend: str, launched: float, imported: float) -> dict:
     """One cold start of ``case`` on ``backend`` in this process (module docstring): the
     seconds since ``launched`` of each phase's end; rounds after the first are cut to one."""
+    if backend == "ray-floor":
+        return {"case": case, "backend": backend, **ray_floor(launched, imported)}
     command = replace(command_of(case, 2), backend="local" if backend == "local" else "ray",
-                      ray=RayConfig(num_cpus=os.cpu_count() or 1))
+                      ray=RayConfig(num_cpus=os.cpu_count() or 1, max_actors=1 if backend == "ray-one-actor" else 0))
     rounds = FirstRound()
     times = {"imports": imported}
     if backend == "ray-sequential":
@@ -253,8 +287,9 @@ def main(bench: Benchmark) -> None:
     if bench.first_round:
         print(first_round_table(bench))
         return
-    if "ray-sequential" in bench.backends:
-        raise SystemExit("--backends ray-sequential is a --first-round order only")
+    only_first = [b for b in bench.backends if b in ("ray-sequential", "ray-one-actor", "ray-floor")]
+    if only_first:
+        raise SystemExit(f"--backends {' '.join(only_first)}: --first-round measurements only")
     load_before = tuple(round(x, 2) for x in os.getloadavg())
     results = []
     for case in bench.cases:
