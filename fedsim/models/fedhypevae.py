@@ -80,15 +80,19 @@ class FedHypeVAEModel(nn.Module):
         return self.decoder.decode(modulation, mu + log_sigma.exp() * noise, onehot)
 
     # --- objective ----------------------------------------------------------------
-    def record_terms(self, x: Tensor, onehot: Tensor, eps_z: Tensor, mmd_noise: Tensor) -> dict[str, Tensor]:
+    def record_terms(self, x: Tensor, onehot: Tensor, eps_z: Tensor, mmd_noise: Tensor,
+                     code: Tensor | None = None) -> dict[str, Tensor]:
         """Loss terms of one record ``(x (d,), onehot (K,))`` (module docstring).
 
         ``eps_z`` (latent,) is the reparameterisation noise of this record;
-        ``mmd_noise`` (M, latent) is data-independent noise shared by all records."""
+        ``mmd_noise`` (M, latent) is data-independent noise shared by all records.
+        ``code`` defaults to v_i.  Batched form (ghost clipping, :meth:`batch_losses`): ``x``
+        (B, d), ``onehot`` (B, K), ``eps_z`` (B, latent) and ``code`` (B, d_v), one copy of
+        v_i per record, so that every term of record j is computed from row j alone."""
         mu_q, logvar_q = self.encoder(x, onehot)
         z = mu_q + (0.5 * logvar_q).exp() * eps_z
-        modulation, context = self.generated(self.client_code)
-        reconstruction = (x - self.decoder.decode(modulation, z, onehot)).pow(2).mean()
+        modulation, context = self.generated(self.client_code if code is None else code)
+        reconstruction = (x - self.decoder.decode(modulation, z, onehot)).pow(2).mean(dim=-1)
         mu_p, log_sigma_p = self.prior(context, onehot)
         kl = gaussian_kl(mu_q, logvar_q, mu_p, log_sigma_p)
         terms = {"reconstruction": reconstruction, "kl": kl}
@@ -99,10 +103,10 @@ class FedHypeVAEModel(nn.Module):
     def mmd_term(self, modulation: Modulation, context: Tensor, x: Tensor, onehot: Tensor,
                  mmd_noise: Tensor) -> Tensor:
         """Record j's part of the class-conditional MMD² (Eq. 6, decomposed; module docstring)."""
-        labels = onehot.expand(mmd_noise.shape[0], -1)
+        labels = onehot.unsqueeze(-2).expand(*onehot.shape[:-1], mmd_noise.shape[0], onehot.shape[-1])
         synthetic = self.sample(modulation, context, labels, mmd_noise)
-        term: Tensor = (multi_kernel(synthetic, synthetic).mean()
-                        - 2.0 * multi_kernel(x[None, :], synthetic).mean())
+        term: Tensor = (multi_kernel(synthetic, synthetic).mean(dim=(-2, -1))
+                        - 2.0 * multi_kernel(x.unsqueeze(-2), synthetic).mean(dim=(-2, -1)))
         return term
 
     def record_mmd(self, x: Tensor, onehot: Tensor, mmd_noise: Tensor) -> Tensor:
@@ -112,13 +116,24 @@ class FedHypeVAEModel(nn.Module):
         modulation, context = self.generated(self.client_code)
         return self.mmd_term(modulation, context, x, onehot, mmd_noise)
 
-    def record_loss(self, x: Tensor, onehot: Tensor, eps_z: Tensor, mmd_noise: Tensor) -> Tensor:
-        """ℓ_j: the scalar per-record loss (depends on record j only)."""
-        terms = self.record_terms(x, onehot, eps_z, mmd_noise)
+    def record_loss(self, x: Tensor, onehot: Tensor, eps_z: Tensor, mmd_noise: Tensor,
+                    code: Tensor | None = None) -> Tensor:
+        """ℓ_j: the scalar per-record loss (depends on record j only); batched as
+        :meth:`record_terms`, one loss per record."""
+        terms = self.record_terms(x, onehot, eps_z, mmd_noise, code)
         loss = terms["reconstruction"] + self.config.beta * terms["kl"]
         if "mmd" in terms:
             loss = loss + self.config.lambda_mmd * terms["mmd"]
         return loss
+
+    def batch_losses(self, x: Tensor, onehot: Tensor, eps_z: Tensor,
+                     mmd_noise: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        """``(ℓ_j)_{j∈B}`` for a batch, each from its own copy of v_i, and that copy
+        ``{"client_code": (B, d_v)}``: the input of ghost clipping
+        (:class:`~fedsim.privacy.clipped_sums.GhostClippedSum`), whose per-record norms need
+        every parameter's use to be separable by record."""
+        codes = self.client_code.expand(x.shape[0], -1)
+        return self.record_loss(x, onehot, eps_z, mmd_noise, codes), {"client_code": codes}
 
     def regularizer(self) -> Tensor:
         """λ_Lip R_Lip(h_θ, h_ω) + λ_v ‖v_i‖² (Eq. 5): touches no record."""

@@ -9,11 +9,16 @@ scales ``d_ℓ(v)`` and bias shifts ``Δb_ℓ(v)`` (row-scaled generation, Eq. 3
 Scales are ``d_ℓ = exp(s_ℓ)`` with the output head initialised small, so every
 generated decoder starts at ``W_ℓ(v) ≈ W_ℓ``.  ``diag(d) W a = d ⊙ (W a)``, so the
 modulated weights are never materialised.
+
+The decoder's layers are :class:`RowScaledLinear`: their forward takes the modulation, so
+that ghost clipping (:mod:`fedsim.privacy.ghost_clipping`) sees each call's input, row
+scales and output.  Every computation accepts leading record dimensions: one record
+(``z`` of shape ``(latent,)``, scales ``(rows,)``) under ``torch.func.vmap``, or a batch
+whose records each carry their own generated modulation (``z`` ``(B, …, latent)``,
+scales ``(B, rows)``).
 """
 
 from __future__ import annotations
-
-from typing import cast
 
 import torch
 from torch import Tensor, nn
@@ -23,6 +28,28 @@ from fedsim.models.mlp import mlp
 Modulation = list[tuple[Tensor, Tensor]]  # per decoder layer: (row scales d_ℓ, bias shifts Δb_ℓ)
 
 
+class RowScaledLinear(nn.Linear):
+    """``y = d ⊙ (W a) + b + Δb``: a base decoder layer under Eq. 3's modulation ``(d, Δb)``
+    (``row_scaled``: how ghost clipping reads its calls, :mod:`fedsim.privacy.ghost_clipping`)."""
+
+    row_scaled = True
+
+    def forward(self, input: Tensor, scale: Tensor | None = None,  # noqa: A002 (nn.Linear's name)
+                shift: Tensor | None = None) -> Tensor:
+        """``scale ⊙ (W input) + b + shift`` (an omitted scale is 1, an omitted shift 0)."""
+        product = input @ self.weight.T
+        output = (product if scale is None else scale * product) + self.bias
+        return output if shift is None else output + shift
+
+
+def align_rows(rows: Tensor, hidden: Tensor) -> Tensor:
+    """``rows`` (…, n) given the per-record extra dimensions of ``hidden`` (…, T, n): a
+    record's modulation applies to each of its T rows (no-op when the shapes match)."""
+    while rows.dim() < hidden.dim():
+        rows = rows.unsqueeze(-2)
+    return rows
+
+
 class HyperDecoder(nn.Module):
     """Base decoder ``[z ‖ onehot(y)] → hidden… → d`` plus ``h_θ: v ↦ {d_ℓ, Δb_ℓ}``."""
 
@@ -30,7 +57,7 @@ class HyperDecoder(nn.Module):
                  output_dim: int, hyper_hidden: int) -> None:
         super().__init__()
         sizes = [latent_dim + num_classes, *hidden, output_dim]
-        linears = [nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:])]
+        linears = [RowScaledLinear(a, b) for a, b in zip(sizes[:-1], sizes[1:])]
         self.base = nn.ModuleList(linears)
         self.rows = [layer.out_features for layer in linears]
         self.h_theta = mlp([code_dim, hyper_hidden, hyper_hidden], final_activation=True)
@@ -48,9 +75,8 @@ class HyperDecoder(nn.Module):
         """Decoder mean ``x̂(z, y)`` with the generated weights ``W_ℓ(v), b_ℓ(v)``."""
         hidden = torch.cat([z, onehot], dim=-1)
         last = len(self.base) - 1
-        for index, (module, (scale, shift)) in enumerate(zip(self.base, modulation)):
-            layer = cast(nn.Linear, module)  # self.base holds nn.Linear layers only
-            hidden = scale * (hidden @ layer.weight.T) + layer.bias + shift
+        for index, (layer, (scale, shift)) in enumerate(zip(self.base, modulation)):
+            hidden = layer(hidden, align_rows(scale, hidden), align_rows(shift, hidden))
             if index < last:
                 hidden = torch.relu(hidden)
         return hidden

@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from fedsim.models.hypernet import align_rows
 from fedsim.models.mlp import mlp
 
 LOG_SIGMA_BOUND = 3.0
@@ -33,9 +34,10 @@ class HyperPrior(nn.Module):
         return self.h_omega(code)
 
     def forward(self, context: Tensor, onehot: Tensor) -> tuple[Tensor, Tensor]:
-        """``(μ, log σ)`` of p_ω(z|y) for a context ``h_ω(v)`` and one-hot labels."""
+        """``(μ, log σ)`` of p_ω(z|y) for a context ``h_ω(v)`` and one-hot labels (a record's
+        context applies to each of its labels: ``context`` (B, c) with ``onehot`` (B, T, K))."""
         embedding = self.label_embedding(onehot)
-        context = context.expand(*embedding.shape[:-1], context.shape[-1])
+        context = align_rows(context, embedding).expand(*embedding.shape[:-1], context.shape[-1])
         mu, raw = self.g_omega(torch.cat([context, embedding], dim=-1)).split(self.latent_dim, dim=-1)
         return mu, LOG_SIGMA_BOUND * torch.tanh(raw / LOG_SIGMA_BOUND)
 

@@ -13,12 +13,15 @@ batch).  The trainer never calls a strategy on an empty batch.  Two strategies:
 * :class:`VmapClippedSum`: per-record gradients ``vmap(grad(ℓ))`` over a functional call
   (:mod:`fedsim.privacy.dp_sgd`), materialised as a ``(|B|, #θ)`` tensor.  General: works
   through FedHypeVAE's hypernetwork, whose input (the client code) has no batch dimension;
-* :class:`GhostClippedSum`: per-record norms of MLPs from layer inputs and output
-  gradients, then one backward of ``Σ_j c_j ℓ_j`` (:mod:`fedsim.privacy.ghost_clipping`),
-  without per-record gradients.  Used by the baselines' MLPs and linear models.
+* :class:`GhostClippedSum`: per-record norms from linear layers' inputs and output
+  gradients (several rows per record and row-scaled layers included) and from per-record
+  copies of the other parameters, then one backward of ``Σ_j c_j ℓ_j``
+  (:mod:`fedsim.privacy.ghost_clipping`), without per-record gradients.  Used by the
+  baselines' MLPs and linear models and by FedHypeVAE's whole-model DP-SGD step, whose
+  unclipped mean gradient (ε = ∞, ``paper`` mode's local group) stays a
+  :class:`VmapClippedSum`'s (``mean_from``).
 
-A further strategy (e.g. ghost norms with per-row scaling) implements the same two
-methods of :class:`ClippedSum`.
+A further strategy implements the same two methods of :class:`ClippedSum`.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ import torch
 from torch import Tensor, nn
 
 from fedsim.privacy.dp_sgd import Params, RecordLoss, clipped_sum, mean_gradient, per_sample_gradients
-from fedsim.privacy.ghost_clipping import linear_clipped_sum
+from fedsim.privacy.ghost_clipping import BatchLosses, linear_clipped_sum
 
 
 @dataclass(frozen=True)
@@ -83,27 +86,37 @@ class VmapClippedSum:
 
 
 class GhostClippedSum:
-    """Ghost clipping of an MLP (module docstring; preconditions in
-    :mod:`fedsim.privacy.ghost_clipping`).
+    """Ghost clipping (module docstring; preconditions in :mod:`fedsim.privacy.ghost_clipping`).
 
     ``batch_losses(*records, *shared)`` returns the per-record losses ``(ℓ_j)_{j∈B}``,
-    shape ``(|B|,)``, computed by ``model``'s layers; default: ``model`` itself."""
+    shape ``(|B|,)``, computed by ``model``'s layers — or ``(losses, copies)`` with the
+    per-record copies of parameters outside linear layers; default: ``model`` itself.
+    ``mean_from``: the strategy whose :meth:`mean_gradient` is used instead of the
+    batch losses' mean (so that an unclipped step computes what it computed before).
+    ``bookkeeping``: the clipped sum from the captured rows, without a second backward
+    pass (:func:`~fedsim.privacy.ghost_clipping.linear_clipped_sum`)."""
 
-    def __init__(self, model: nn.Module, batch_losses: Callable[..., Tensor] | None = None) -> None:
+    def __init__(self, model: nn.Module, batch_losses: Callable[..., BatchLosses] | None = None,
+                 mean_from: ClippedSum | None = None, bookkeeping: bool = False) -> None:
         self.model = model
         self.batch_losses = model if batch_losses is None else batch_losses
+        self.mean_from = mean_from
+        self.bookkeeping = bookkeeping
 
-    def _losses(self, batch: RecordBatch) -> Callable[[], Tensor]:
+    def _losses(self, batch: RecordBatch) -> Callable[[], BatchLosses]:
         return lambda: self.batch_losses(*batch.records, *batch.shared)
 
     def clipped_sum(self, parameters: Mapping[str, nn.Parameter], batch: RecordBatch,
                     clip_norm: float) -> Params:
-        return linear_clipped_sum(self.model, parameters, self._losses(batch), clip_norm)
+        return linear_clipped_sum(self.model, parameters, self._losses(batch), clip_norm, self.bookkeeping)
 
     def mean_gradient(self, parameters: Mapping[str, nn.Parameter], batch: RecordBatch) -> Params:
+        if self.mean_from is not None:
+            return self.mean_from.mean_gradient(parameters, batch)
+        result = self._losses(batch)()
+        losses = result[0] if isinstance(result, tuple) else result
         names = list(parameters)
-        grads = torch.autograd.grad(self._losses(batch)().mean(), [parameters[n] for n in names],
-                                    allow_unused=True)
+        grads = torch.autograd.grad(losses.mean(), [parameters[n] for n in names], allow_unused=True)
         return {n: torch.zeros_like(parameters[n]) if g is None else g for n, g in zip(names, grads)}
 
 

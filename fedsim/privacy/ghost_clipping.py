@@ -1,46 +1,70 @@
-"""Jointly clipped per-record gradient sums of MLPs without per-record gradients
-("ghost clipping": Goodfellow 2015; Lee & Kifer 2021; Li et al. 2022).
+"""Jointly clipped per-record gradient sums without per-record gradients ("ghost
+clipping": Goodfellow 2015; Lee & Kifer 2021; Li et al. 2022), for models built of
+linear layers.
 
-For a linear layer ``y = W a + b`` applied to a batch whose row ``j`` belongs to record
-``j`` alone, record ``j``'s gradient is
+**One call per record.**  For a linear layer ``y = W a + b`` applied to a batch whose row
+``j`` belongs to record ``j`` alone, record ``j``'s gradient is
 
     ∂ℓ_j/∂W = g_j a_jᵀ,   ∂ℓ_j/∂b = g_j,    g_j = ∂ℓ_j/∂y_j,
 
-so ``‖∂ℓ_j/∂W‖²_F = ‖g_j‖² ‖a_j‖²`` and ``‖∂ℓ_j/∂b‖² = ‖g_j‖²``.  The joint squared norm
-of record ``j``'s gradient over every trained parameter is the sum of these over the
-layers, and with ``c_j = min(1, C / ‖∇ℓ_j‖)`` held constant
+so ``‖∂ℓ_j/∂W‖²_F = ‖g_j‖² ‖a_j‖²`` and ``‖∂ℓ_j/∂b‖² = ‖g_j‖²``.
+
+**Several rows per record.**  When record ``j`` owns ``T`` rows ``t`` of the layer's
+inputs — a layer called more than once (FedHypeVAE's decoder decodes the record and its
+MMD samples), or on inputs of shape ``(B, T, features)`` — its gradient is the sum over
+its rows, ``∂ℓ_j/∂W = Σ_t g_{jt} a_{jt}ᵀ`` with ``g_{jt}`` the total derivative of ℓ_j
+with respect to that row's output (so a layer reused in sequence is covered too), and
+
+    ‖∂ℓ_j/∂W‖²_F = Σ_{t,t'} (a_{jt}·a_{jt'}) (g_{jt}·g_{jt'}),   ‖∂ℓ_j/∂b‖² = ‖Σ_t g_{jt}‖²
+
+(Li et al. 2022's ghost norm of a sequence: two T × T Gram matrices instead of a
+``(out, in)`` gradient per record).
+
+**Row-scaled layers** (``row_scaled = True``: forward ``(a, s, Δb) ↦ s ⊙ (W a) + b + Δb``,
+``s`` the second argument or ``scale=``,
+FedHypeVAE's modulated decoder, Eq. 3): the weight's output gradient is ``s ⊙ g``, the
+bias's ``g``.
+
+**Per-record copies.**  A parameter that every record uses whole (FedHypeVAE's client
+code v_i) enters the losses through a per-record copy ``v.expand(B, …)``; record ``j``'s
+gradient of it is row ``j`` of the copy's gradient.  ``batch_losses`` then returns
+``(losses, {name: copy})`` (copies of parameters that are not trained are ignored).
+
+The joint squared norm of record ``j``'s gradient is the sum of these terms over the
+trained parameters, and with ``c_j = min(1, C / ‖∇ℓ_j‖)`` held constant
 
     Σ_j clip(∇ℓ_j, C) = Σ_j c_j ∇ℓ_j = ∇ (Σ_j c_j ℓ_j),
 
 one ordinary backward pass.  Cost: two backward passes of the batch, instead of
-materialising a ``(B, #params)`` tensor (:func:`fedsim.privacy.dp_sgd.per_sample_gradients`,
-which the general case — FedHypeVAE's hypernetwork — still uses).
+materialising a ``(B, #params)`` tensor (:func:`fedsim.privacy.dp_sgd.per_sample_gradients`).
 
-Preconditions, checked by :func:`linear_clipped_sum` (a violation is a programming
-error, raised as ``ValueError``): every trained parameter is the weight or bias of an
-``nn.Linear`` that is called exactly once per forward pass, on a 2-D ``(B, features)``
-input; the model has no batch-coupling layer (batch norm); ``batch_losses()`` returns
-one loss per record, shape ``(B,)``, each computed from its record's row alone (as an
-MLP's forward does).  Tests compare against a per-record loop
-(``tests/privacy/test_ghost_clipping.py``).
+Preconditions, checked where they can be (a violation is a programming error, raised as
+``ValueError``): every trained parameter is the weight or bias of an ``nn.Linear`` whose
+every call has the batch's records along the first dimension of its input, or has a
+per-record copy; the model has no batch-coupling layer (batch norm); ``batch_losses()``
+returns one loss per record, shape ``(B,)``, each computed from its record's rows alone
+(and inputs shared by the batch that carry no gradient).  Tests compare against a
+per-record loop (``tests/privacy/test_ghost_clipping.py``).
 """
 
 from __future__ import annotations
 
-from typing import Callable, Mapping
+from typing import Callable, Mapping, Union
 
 import torch
 from torch import Tensor, nn
 
 from fedsim.privacy.dp_sgd import clip_factors
 
+BatchLosses = Union[Tensor, tuple[Tensor, Mapping[str, Tensor]]]
+"""What ``batch_losses()`` returns: the per-record losses, and the per-record copies."""
+
 
 def _trained_linears(model: nn.Module, parameters: Mapping[str, nn.Parameter]) -> list[tuple[nn.Linear, bool, bool]]:
     """``(layer, weight trained, bias trained)`` for every linear layer holding a trained
-    parameter; ValueError when a trained parameter lives elsewhere."""
+    parameter; ValueError for batch norm."""
     trained = {id(p) for p in parameters.values()}
     layers: list[tuple[nn.Linear, bool, bool]] = []
-    covered: set[int] = set()
     for module in model.modules():
         if isinstance(module, nn.modules.batchnorm._BatchNorm):
             raise ValueError("ghost clipping needs records to be independent; the model has batch norm")
@@ -49,45 +73,141 @@ def _trained_linears(model: nn.Module, parameters: Mapping[str, nn.Parameter]) -
             bias = module.bias is not None and id(module.bias) in trained
             if weight or bias:
                 layers.append((module, weight, bias))
-                covered.update(id(p) for p, used in ((module.weight, weight), (module.bias, bias)) if used)
-    missing = [name for name, p in parameters.items() if id(p) not in covered]
-    if missing:
-        raise ValueError(f"ghost clipping supports nn.Linear parameters only; not linear: {missing}")
     return layers
 
 
+def _check_coverage(parameters: Mapping[str, nn.Parameter], layers: list[tuple[nn.Linear, bool, bool]],
+                    copies: Mapping[str, Tensor]) -> None:
+    """ValueError unless every trained parameter is a linear layer's or has a per-record copy."""
+    in_layers = {id(p) for layer, weight, bias in layers
+                 for p, used in ((layer.weight, weight), (layer.bias, bias)) if used}
+    unknown = [name for name in copies if name in parameters and id(parameters[name]) in in_layers]
+    if unknown:
+        raise ValueError(f"per-record copies must be of parameters outside linear layers; got {unknown}")
+    missing = [name for name, p in parameters.items() if id(p) not in in_layers and name not in copies]
+    if missing:
+        raise ValueError("ghost clipping supports nn.Linear parameters and per-record copies only; "
+                         f"neither: {missing}")
+
+
+class _Call:
+    """One call of a linear layer: its input, output and (row-scaled layers) row scales,
+    passed as the second argument or as ``scale=`` (none: 1)."""
+
+    def __init__(self, args: tuple[Tensor, ...], kwargs: Mapping[str, Tensor | None], output: Tensor,
+                 row_scaled: bool) -> None:
+        self.input = args[0].detach()
+        scale = (args[1] if len(args) > 1 else kwargs.get("scale")) if row_scaled else None
+        self.scale = None if scale is None else scale.detach()
+        self.output = output
+
+
+def _rows(tensor: Tensor, batch: int) -> Tensor:
+    """``(B, …, f)`` → ``(B, T, f)``: a record's rows along the middle dimension."""
+    return tensor.reshape(batch, -1, tensor.shape[-1])
+
+
+def _add_layer_norms(squared: Tensor, calls: list[_Call], grads: list[Tensor], weight: bool, bias: bool,
+                     batch: int) -> Tensor:
+    """``squared + ‖∂ℓ_j/∂W‖² + ‖∂ℓ_j/∂b‖²`` (the trained ones) of one layer, per record
+    (module docstring)."""
+    weight_grads = [g if call.scale is None else g * call.scale for call, g in zip(calls, grads)]
+    if len(calls) == 1 and calls[0].input.dim() == 2:  # one row per record
+        if weight:
+            squared = squared + weight_grads[0].pow(2).sum(dim=1) * calls[0].input.pow(2).sum(dim=1)
+        if bias:
+            squared = squared + grads[0].pow(2).sum(dim=1)
+        return squared
+    if weight:
+        rows_in = torch.cat([_rows(call.input, batch) for call in calls], dim=1)
+        rows_out = torch.cat([_rows(g, batch) for g in weight_grads], dim=1)
+        rows, fan_in, fan_out = rows_in.shape[1], rows_in.shape[2], rows_out.shape[2]
+        if rows * rows <= fan_in * fan_out:  # two (T, T) Gram matrices per record
+            gram_in = rows_in @ rows_in.transpose(1, 2)
+            gram_out = rows_out @ rows_out.transpose(1, 2)
+            squared = squared + (gram_in * gram_out).sum(dim=(1, 2))
+        else:  # the (out, in) gradient per record is smaller
+            squared = squared + (rows_out.transpose(1, 2) @ rows_in).pow(2).sum(dim=(1, 2))
+    if bias:
+        summed = torch.cat([_rows(g, batch) for g in grads], dim=1).sum(dim=1)
+        squared = squared + summed.pow(2).sum(dim=1)
+    return squared
+
+
+def _bookkept_sums(used: list[tuple[nn.Linear, bool, bool]], captured: Mapping[nn.Module, list[_Call]],
+                   grads: list[Tensor], factors: Tensor, batch: int) -> dict[int, Tensor]:
+    """``Σ_j c_j ∂ℓ_j/∂θ`` from the captured rows (book-keeping), by ``id`` of θ: the layers'
+    ``Σ_{j,t} c_j g_{jt} a_{jt}ᵀ`` and ``Σ_{j,t} c_j g_{jt}``, then the copies' ``Σ_j c_j ∂ℓ_j/∂v_j``."""
+    sums: dict[int, Tensor] = {}
+    position = 0
+    for layer, weight, bias in used:
+        calls = captured[layer]
+        call_grads = grads[position:position + len(calls)]
+        position += len(calls)
+        if weight:
+            rows_in = torch.cat([_rows(call.input, batch) for call in calls], dim=1)
+            rows_out = torch.cat([_rows(g if call.scale is None else g * call.scale, batch)
+                                  for call, g in zip(calls, call_grads)], dim=1) * factors[:, None, None]
+            sums[id(layer.weight)] = rows_out.reshape(-1, rows_out.shape[-1]).T @ rows_in.reshape(-1, rows_in.shape[-1])
+        if bias:
+            rows_out = torch.cat([_rows(g, batch) for g in call_grads], dim=1) * factors[:, None, None]
+            sums[id(layer.bias)] = rows_out.sum(dim=(0, 1))
+    return sums
+
+
 def linear_clipped_sum(model: nn.Module, parameters: Mapping[str, nn.Parameter],
-                       batch_losses: Callable[[], Tensor], clip_norm: float) -> dict[str, Tensor]:
+                       batch_losses: Callable[[], BatchLosses], clip_norm: float,
+                       bookkeeping: bool = False) -> dict[str, Tensor]:
     """``Σ_j clip(∇ℓ_j, C)`` over ``parameters`` (jointly clipped), for the per-record
-    losses ``batch_losses()`` of ``model`` (module docstring)."""
+    losses ``batch_losses()`` of ``model`` (module docstring).
+
+    ``bookkeeping``: the sum from the rows captured for the norms, ``Σ_{j,t} c_j g_{jt}
+    a_{jt}ᵀ`` per layer (Bu et al. 2023), instead of the second backward pass of
+    ``Σ_j c_j ℓ_j`` — the same sum up to floating-point rounding, one backward pass in all.
+    Needs every trained parameter to reach the losses only through the captured calls and
+    copies (the preconditions of the norms)."""
     layers = _trained_linears(model, parameters)
-    captured: dict[nn.Linear, list[tuple[Tensor, Tensor]]] = {layer: [] for layer, _, _ in layers}
+    captured: dict[nn.Module, list[_Call]] = {layer: [] for layer, _, _ in layers}
 
-    def capture(layer: nn.Linear, inputs: tuple[Tensor, ...], output: Tensor) -> None:
-        captured[layer].append((inputs[0].detach(), output))
+    def capture(layer: nn.Module, args: tuple[Tensor, ...], kwargs: dict[str, Tensor | None], output: Tensor) -> None:
+        captured[layer].append(_Call(args, kwargs, output, getattr(layer, "row_scaled", False)))
 
-    handles = [layer.register_forward_hook(capture) for layer, _, _ in layers]
+    handles = [layer.register_forward_hook(capture, with_kwargs=True) for layer, _, _ in layers]
     try:
-        losses = batch_losses()
+        result = batch_losses()
     finally:
         for handle in handles:
             handle.remove()
+    losses, copies = result if isinstance(result, tuple) else (result, {})
     if losses.dim() != 1:
         raise ValueError(f"batch_losses must return one loss per record, got shape {tuple(losses.shape)}")
+    copies = {name: copy for name, copy in copies.items() if name in parameters}  # the trained ones
+    _check_coverage(parameters, layers, copies)
+    batch = losses.shape[0]
     for layer, calls in captured.items():
-        if len(calls) != 1 or calls[0][0].dim() != 2:
-            raise ValueError("ghost clipping needs every trained linear layer called once on a (B, features) "
-                             f"input; got {len(calls)} call(s) of {layer}")
-    outputs = [captured[layer][0][1] for layer, _, _ in layers]
-    output_grads = torch.autograd.grad(losses.sum(), outputs, retain_graph=True)
+        if any(call.input.dim() < 2 or call.input.shape[0] != batch for call in calls):
+            raise ValueError(f"ghost clipping needs the batch's {batch} records along the first dimension of "
+                             f"every input of a trained linear layer; got {[tuple(c.input.shape) for c in calls]} "
+                             f"for {layer}")
+    used = [(layer, weight, bias) for layer, weight, bias in layers if captured[layer]]
+    outputs = [call.output for layer, _, _ in used for call in captured[layer]]
+    grads = list(torch.autograd.grad(losses.sum(), outputs + list(copies.values()), retain_graph=not bookkeeping,
+                                     allow_unused=True))
+    grads = [torch.zeros_like(t) if g is None else g for t, g in zip(outputs + list(copies.values()), grads)]
     squared = torch.zeros_like(losses)
-    for (layer, weight, bias), g in zip(layers, output_grads):
-        g_sq = g.pow(2).sum(dim=1)
-        if weight:
-            squared = squared + g_sq * captured[layer][0][0].pow(2).sum(dim=1)
-        if bias:
-            squared = squared + g_sq
+    position = 0
+    for layer, weight, bias in used:
+        count = len(captured[layer])
+        squared = _add_layer_norms(squared, captured[layer], grads[position:position + count], weight, bias, batch)
+        position += count
+    for copy_grad in grads[position:]:
+        squared = squared + copy_grad.reshape(batch, -1).pow(2).sum(dim=1)
     factors = clip_factors(squared.sqrt(), clip_norm).detach()
     names = list(parameters)
+    if bookkeeping:
+        by_id = _bookkept_sums(used, captured, grads, factors, batch)
+        for name, copy_grad in zip(copies, grads[position:]):
+            by_id[id(parameters[name])] = torch.einsum("b,b...->...", factors, copy_grad)
+        return {name: by_id.get(id(p), torch.zeros_like(p)) for name, p in parameters.items()}
     sums = torch.autograd.grad((losses * factors).sum(), [parameters[n] for n in names], allow_unused=True)
     return {name: (torch.zeros_like(parameters[name]) if s is None else s) for name, s in zip(names, sums)}

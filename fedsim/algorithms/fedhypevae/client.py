@@ -1,5 +1,6 @@
 """FedHypeVAE client: local DP-SGD rounds (Eq. 8–9, through
-:class:`~fedsim.privacy.dp_trainer.DPTrainer` with per-record gradients by ``torch.func``),
+:class:`~fedsim.privacy.dp_trainer.DPTrainer`; the whole-model objective's clipped sums by
+ghost clipping, the small footprint's by per-record gradients from ``torch.func``),
 the statistics release and the downstream evaluation.  Holds ψ_i, v_i, its optimizer and
 its privacy state (accountant, noise); none of them ever leaves the object (only
 :class:`~fedsim.algorithms.base.ClientUpdate` does)."""
@@ -27,7 +28,7 @@ from fedsim.models.fedhypevae import FedHypeVAEModel, is_shared, project_to_ball
 from fedsim.models.init import seeded
 from fedsim.privacy.accounting import calibrate_release_noise
 from fedsim.privacy.aggregate import client_noise_multiplier, resolved_min_cohort
-from fedsim.privacy.clipped_sums import RecordBatch, VmapClippedSum
+from fedsim.privacy.clipped_sums import GhostClippedSum, RecordBatch, VmapClippedSum
 from fedsim.privacy.config import PrivacyConfig
 from fedsim.privacy.dp_sgd import RecordLoss
 from fedsim.privacy.dp_trainer import DPTrainer, ParameterGroup
@@ -107,31 +108,39 @@ class FedHypeVAEClient:
         optimizer = torch.optim.Adam(self.model.parameters(), lr=self.config.lr)
         privacy = privacy_state.privacy
         if not (privacy.private and privacy.privacy_mode == "paper"):
-            return DPTrainer(parameters, VmapClippedSum(self._record_loss()), optimizer, privacy_state,
+            return DPTrainer(parameters, self._ghost(VmapClippedSum(self._record_loss())), optimizer, privacy_state,
                              num_records=len(self.x))
         shared = {n: p for n, p in parameters.items() if is_shared(n)}
         local = {n: p for n, p in parameters.items() if not is_shared(n)}
-        outside_dp = ParameterGroup(local, VmapClippedSum(self._record_loss(fixed=shared, with_mmd=False)))
-        return DPTrainer(shared, VmapClippedSum(self._record_loss(fixed=local)), optimizer, privacy_state,
-                         outside_dp=outside_dp, num_records=len(self.x))
+        outside_dp = ParameterGroup(local, GhostClippedSum(self.model, self._elbo_batch_losses))
+        return DPTrainer(shared, self._ghost(VmapClippedSum(self._record_loss(fixed=local))), optimizer,
+                         privacy_state, outside_dp=outside_dp, num_records=len(self.x))
 
-    def _record_loss(self, fixed: Mapping[str, nn.Parameter] | None = None, with_mmd: bool = True) -> RecordLoss:
+    def _ghost(self, unclipped: VmapClippedSum) -> GhostClippedSum:
+        """The whole-model objective's clipped sums by ghost clipping with book-keeping
+        (per-record norms from the layers' inputs and output gradients, the sum from the same
+        rows, :mod:`fedsim.privacy.ghost_clipping`; no ``(B, #params)`` per-record gradients,
+        one backward pass); its unclipped mean gradient (ε = ∞) stays ``unclipped``'s."""
+        return GhostClippedSum(self.model, self.model.batch_losses, mean_from=unclipped, bookkeeping=True)
+
+    def _record_loss(self, fixed: Mapping[str, nn.Parameter] | None = None) -> RecordLoss:
         """ℓ_j(p; x_j, onehot_j, ε_z,j, mmd_noise) as a function of the trained parameters
-        ``p`` (a functional call of the model); ``fixed`` parameters enter as constants.
-        ``with_mmd=False``: the ELBO alone (λ_MMD = 0)."""
+        ``p`` (a functional call of the model); ``fixed`` parameters enter as constants."""
         model, fixed = self.model, dict(fixed or {})
 
         def record_loss(p: dict[str, Tensor], x: Tensor, onehot: Tensor, eps_z: Tensor,
                         mmd_noise: Tensor) -> Tensor:
             constants = {name: value.detach() for name, value in fixed.items()}
-            loss: Tensor
-            if with_mmd:
-                loss = functional_call(model, {**constants, **p}, (x, onehot, eps_z, mmd_noise))
-                return loss
-            with _without_mmd(model):
-                loss = functional_call(model, {**constants, **p}, (x, onehot, eps_z, mmd_noise))
-                return loss
+            loss: Tensor = functional_call(model, {**constants, **p}, (x, onehot, eps_z, mmd_noise))
+            return loss
         return record_loss
+
+    def _elbo_batch_losses(self, x: Tensor, onehot: Tensor, eps_z: Tensor,
+                           mmd_noise: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        """The batch's per-record negative ELBO without MMD (``paper`` mode's update of ψ_i
+        and v_i outside DP, Eq. 8)."""
+        with _without_mmd(self.model):
+            return self.model.batch_losses(x, onehot, eps_z, mmd_noise)
 
     def _mmd_loss(self, fixed: Mapping[str, nn.Parameter]) -> RecordLoss:
         """ℓ_j(p; x_j, onehot_j, mmd_noise) = the record's MMD term (Eq. 6) of the client's
