@@ -38,13 +38,18 @@ trained parameters, and with ``c_j = min(1, C / ‖∇ℓ_j‖)`` held constant
 one ordinary backward pass.  Cost: two backward passes of the batch, instead of
 materialising a ``(B, #params)`` tensor (:func:`fedsim.privacy.dp_sgd.per_sample_gradients`).
 
-Preconditions, checked where they can be (a violation is a programming error, raised as
-``ValueError``): every trained parameter is the weight or bias of an ``nn.Linear`` whose
-every call has the batch's records along the first dimension of its input, or has a
-per-record copy; the model has no batch-coupling layer (batch norm); ``batch_losses()``
-returns one loss per record, shape ``(B,)``, each computed from its record's rows alone
-(and inputs shared by the batch that carry no gradient).  Tests compare against a
-per-record loop (``tests/privacy/test_ghost_clipping.py``).
+Preconditions (a violation is a programming error, raised as ``ValueError``): every
+trained parameter is the weight or bias of one ``nn.Linear`` (no tied weights), or has a
+per-record copy; it reaches the losses only through its layer's calls (one use per call)
+or its copy — counted on the losses' autograd graph, so a weight also used directly, or a
+copied parameter also used whole, is refused; every call's input has the batch's records
+along its first dimension; the model has no batch-coupling layer (batch norm);
+``batch_losses()`` returns one loss per record, shape ``(B,)``.  Not checkable, and the
+caller's to keep: each loss is computed from its record's rows alone (and from inputs
+shared by the batch that carry no gradient), and no trained layer is called on an input
+shared by the whole batch whose first dimension happens to equal B (its rows would be
+credited to single records).  Tests compare against a per-record loop
+(``tests/privacy/test_ghost_clipping.py``, ``tests/algorithms/fedhypevae/test_ghost_dp_step.py``).
 """
 
 from __future__ import annotations
@@ -78,9 +83,11 @@ def _trained_linears(model: nn.Module, parameters: Mapping[str, nn.Parameter]) -
 
 def _check_coverage(parameters: Mapping[str, nn.Parameter], layers: list[tuple[nn.Linear, bool, bool]],
                     copies: Mapping[str, Tensor]) -> None:
-    """ValueError unless every trained parameter is a linear layer's or has a per-record copy."""
-    in_layers = {id(p) for layer, weight, bias in layers
-                 for p, used in ((layer.weight, weight), (layer.bias, bias)) if used}
+    """ValueError unless every trained parameter is one linear layer's or has a per-record copy."""
+    owned = [id(p) for layer, weight, bias in layers for p, used in ((layer.weight, weight), (layer.bias, bias)) if used]
+    if len(owned) != len(set(owned)):
+        raise ValueError("ghost clipping needs every trained parameter in one linear layer; the model ties weights")
+    in_layers = set(owned)
     unknown = [name for name in copies if name in parameters and id(parameters[name]) in in_layers]
     if unknown:
         raise ValueError(f"per-record copies must be of parameters outside linear layers; got {unknown}")
@@ -155,6 +162,48 @@ def _bookkept_sums(used: list[tuple[nn.Linear, bool, bool]], captured: Mapping[n
     return sums
 
 
+def _uses(losses: Tensor, parameters: Mapping[str, nn.Parameter]) -> dict[int, int]:
+    """How many operations of the losses' autograd graph take each trained parameter as an
+    input (by ``id``): the edges into its gradient accumulator."""
+    wanted = {id(p) for p in parameters.values()}
+    uses: dict[int, int] = {}
+    seen: set[object] = set()
+    stack = [losses.grad_fn]
+    while stack:
+        node = stack.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        for child, _ in node.next_functions:
+            if child is None:
+                continue
+            variable = getattr(child, "variable", None)
+            if variable is not None and id(variable) in wanted:
+                uses[id(variable)] = uses.get(id(variable), 0) + 1
+            else:
+                stack.append(child)
+    return uses
+
+
+def _check_uses(losses: Tensor, parameters: Mapping[str, nn.Parameter], used: list[tuple[nn.Linear, bool, bool]],
+                captured: Mapping[nn.Module, list[_Call]], copies: Mapping[str, Tensor]) -> None:
+    """ValueError unless every trained parameter reaches the losses only through the captured
+    calls of its layer (one use per call) or through its per-record copies (one use each): a
+    parameter used anywhere else would carry gradient that the norms do not see."""
+    expected: dict[int, int] = {}
+    for layer, weight, bias in used:
+        for parameter, trained in ((layer.weight, weight), (layer.bias, bias)):
+            if trained:
+                expected[id(parameter)] = len(captured[layer])
+    for name in copies:
+        expected[id(parameters[name])] = expected.get(id(parameters[name]), 0) + 1
+    uses = _uses(losses, parameters)
+    extra = [name for name, p in parameters.items() if uses.get(id(p), 0) > expected.get(id(p), 0)]
+    if extra:
+        raise ValueError("ghost clipping needs every trained parameter to reach the losses only through its linear "
+                         f"layer's calls or its per-record copy; used elsewhere too: {extra}")
+
+
 def linear_clipped_sum(model: nn.Module, parameters: Mapping[str, nn.Parameter],
                        batch_losses: Callable[[], BatchLosses], clip_norm: float,
                        bookkeeping: bool = False) -> dict[str, Tensor]:
@@ -190,6 +239,7 @@ def linear_clipped_sum(model: nn.Module, parameters: Mapping[str, nn.Parameter],
                              f"every input of a trained linear layer; got {[tuple(c.input.shape) for c in calls]} "
                              f"for {layer}")
     used = [(layer, weight, bias) for layer, weight, bias in layers if captured[layer]]
+    _check_uses(losses, parameters, used, captured, copies)
     outputs = [call.output for layer, _, _ in used for call in captured[layer]]
     grads = list(torch.autograd.grad(losses.sum(), outputs + list(copies.values()), retain_graph=not bookkeeping,
                                      allow_unused=True))
@@ -202,7 +252,7 @@ def linear_clipped_sum(model: nn.Module, parameters: Mapping[str, nn.Parameter],
         position += count
     for copy_grad in grads[position:]:
         squared = squared + copy_grad.reshape(batch, -1).pow(2).sum(dim=1)
-    factors = clip_factors(squared.sqrt(), clip_norm).detach()
+    factors = clip_factors(squared.clamp_min(0.0).sqrt(), clip_norm).detach()  # a Gram sum may round below 0
     names = list(parameters)
     if bookkeeping:
         by_id = _bookkept_sums(used, captured, grads, factors, batch)

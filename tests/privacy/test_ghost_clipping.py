@@ -90,6 +90,20 @@ def test_models_outside_the_preconditions_are_refused():
     with pytest.raises(ValueError, match="outside linear layers"):
         linear_clipped_sum(layer, dict(layer.named_parameters()),
                            lambda: (layer(x).sum(1), {"weight": layer.weight.expand(4, 3, 3)}), 1.0)
+    tied = nn.ModuleDict({"a": nn.Linear(3, 3), "b": nn.Linear(3, 3)})
+    tied["b"].weight = tied["a"].weight
+    with pytest.raises(ValueError, match="ties weights"):  # the norm would miss the cross term
+        linear_clipped_sum(tied, dict(tied.named_parameters()), lambda: tied["b"](tied["a"](x)).sum(1), 1.0)
+    with pytest.raises(ValueError, match="used elsewhere too: \\['weight'\\]"):  # a path the norms do not see
+        linear_clipped_sum(layer, dict(layer.named_parameters()), lambda: layer(x).sum(1) + (x @ layer.weight).sum(1),
+                           1.0, True)
+    code = nn.Parameter(torch.randn(3))
+
+    def copy_and_whole():
+        codes = code.expand(4, 3)
+        return layer(x * codes).sum(1) + x @ code, {"code": codes}
+    with pytest.raises(ValueError, match="used elsewhere too: \\['code'\\]"):
+        linear_clipped_sum(layer, {**dict(layer.named_parameters()), "code": code}, copy_and_whole, 1.0)
     with pytest.raises(ValueError, match="one loss per record"):
         linear_clipped_sum(layer, dict(layer.named_parameters()), lambda: layer(x).sum(), 1.0)
     net = nn.Sequential(nn.Linear(3, 3), nn.BatchNorm1d(3))

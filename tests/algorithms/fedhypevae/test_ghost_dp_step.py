@@ -78,11 +78,12 @@ def test_ghost_clipped_sum_is_the_per_record_loop(config, group, clip_norm, book
         torch.testing.assert_close(ghost[name], loop[name], rtol=1e-4, atol=1e-6)
 
 
-def test_each_record_moves_the_sum_by_at_most_the_clip_norm():
+@pytest.mark.parametrize("bookkeeping", [False, True])
+def test_each_record_moves_the_sum_by_at_most_the_clip_norm(bookkeeping):
     torch.manual_seed(1)
     model = FedHypeVAEModel(DIM, CLASSES, CONFIG)
     parameters = dict(model.named_parameters())
-    strategy = GhostClippedSum(model, model.batch_losses, bookkeeping=True)
+    strategy = GhostClippedSum(model, model.batch_losses, bookkeeping=bookkeeping)
     records = batch(8, seed=2)
     full = strategy.clipped_sum(parameters, records, 0.1)
     for j in range(8):
