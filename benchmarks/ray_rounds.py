@@ -17,11 +17,15 @@ Figures per case and backend:
 
 * startup: building the clients and the server; for Ray also ``ray.init`` (a fresh
   local Ray, no dashboard) and every actor's start (imports, client construction);
-* first round, and seconds per round (mean of the later rounds);
+* first round, and seconds per round (mean, and median, of the later rounds: with many
+  clients per actor a few slow rounds move the mean);
 * Ray overhead per round: round time minus the busiest client actor's compute in it
   (its clients run one after the other, so that is the round's critical path; with one
   client per actor it is the slowest client's compute), mean of the later rounds;
-* finish: release, finalisation, evaluation and ledger.
+* finish: release, finalisation, evaluation and ledger;
+* memory: the driver's peak RSS so far (this process; cases run one after the other, so
+  run a large case alone) and each fedsim actor process's peak RSS (``/proc``; pages of
+  Ray's object store a process touched count in its RSS and are shared).
 
 The machine is shared by other processes in some settings: the table header carries the
 load average before and after.
@@ -137,6 +141,7 @@ def run_case(case: str, backend: str, bench: Benchmark) -> dict:
         layout = "in-process"
         result = run_federation(server, pool, prepared.settings, [RoundTimes(rows)])
         init = 0.0
+        actor_peaks = []
     else:
         import ray  # inside the timed start-up, like the Ray runtime it starts
 
@@ -151,6 +156,7 @@ def run_case(case: str, backend: str, bench: Benchmark) -> dict:
                 layout = f"{pool.plan.num_actors} × {pool.plan.clients_per_actor}"
 
                 result = run_federation(server, pool, prepared.settings, [RoundTimes(rows, pool, overheads)])
+                actor_peaks = actor_peak_rss_gb()
         finally:
             ray.shutdown()
     ended = time.perf_counter()
@@ -161,10 +167,42 @@ def run_case(case: str, backend: str, bench: Benchmark) -> dict:
     return {
         "case": case, "backend": backend, "clients": len(prepared.federation.clients),
         "sampled": rows[0]["clients"] if rows else 0, "layout": layout, "init": init, "startup": startup,
-        "first": seconds[0], "per_round": statistics.mean(later),
+        "first": seconds[0], "per_round": statistics.mean(later), "median_round": statistics.median(later),
         "overhead": statistics.mean(overheads[1:] or overheads) if overheads else None,
         "finish": finish, "total": total, "rounds": len(rows), "ok": len(result.evaluations) == len(pool.client_ids),
+        "driver_gb": peak_rss_gb(os.getpid()), "actor_gb": actor_peaks,
     }
+
+
+def peak_rss_gb(pid: int) -> float:
+    """Peak resident set size of process ``pid`` (``VmHWM`` of ``/proc/<pid>/status``), GB;
+    NaN where ``/proc`` cannot tell (not Linux, process gone)."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 2**20
+    except OSError:
+        pass
+    return float("nan")
+
+
+def actor_peak_rss_gb() -> list[float]:
+    """Peak RSS of this machine's fedsim actor processes (``ray::ClientActor`` and
+    ``ray::ServerActor`` in their command lines), GB, largest first.  Pages of Ray's object
+    store that a process touched count in its RSS (shared between processes)."""
+    peaks = []
+    for entry in os.listdir("/proc") if os.path.isdir("/proc") else []:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as cmdline:
+                command = cmdline.read().decode(errors="replace")
+        except OSError:
+            continue
+        if command.startswith(("ray::ClientActor", "ray::ServerActor")):
+            peaks.append(peak_rss_gb(int(entry)))
+    return sorted(peaks, reverse=True)
 
 
 class FirstRound(RunCallback):
@@ -268,14 +306,16 @@ def markdown(results: list[dict], load_before, load_after) -> str:
     lines = [f"load average (1, 5, 15 min): before {load_before}, after {load_after}; {os.cpu_count()} cores",
              "",
              "| case | backend | clients | trained/round | actors × clients | ray.init s | startup s | "
-             "first round s | s/round | Ray overhead s/round | finish s | rounds | completed |",
-             "|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+             "first round s | s/round | median s/round | Ray overhead s/round | finish s | rounds | completed | "
+             "driver peak RSS GB | actors' peak RSS GB |",
+             "|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---|"]
     for r in results:
         overhead = "—" if r["overhead"] is None else f"{r['overhead']:.3f}"
         init = "—" if r["backend"] == "local" else f"{r['init']:.1f}"
         lines.append(f"| {r['case']} | {r['backend']} | {r['clients']} | {r['sampled']} | {r['layout']} | {init} | "
-                     f"{r['startup']:.1f} | {r['first']:.3f} | {r['per_round']:.3f} | {overhead} | "
-                     f"{r['finish']:.1f} | {r['rounds']} | {'yes' if r['ok'] else 'NO'} |")
+                     f"{r['startup']:.1f} | {r['first']:.3f} | {r['per_round']:.3f} | {r['median_round']:.3f} | {overhead} | "
+                     f"{r['finish']:.1f} | {r['rounds']} | {'yes' if r['ok'] else 'NO'} | {r['driver_gb']:.2f} | "
+                     + (" / ".join(f"{gb:.2f}" for gb in r["actor_gb"]) or "—") + " |")
     return "\n".join(lines)
 
 
