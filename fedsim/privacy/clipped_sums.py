@@ -33,7 +33,7 @@ import torch
 from torch import Tensor, nn
 
 from fedsim.privacy.dp_sgd import Params, RecordLoss, clipped_sum, mean_gradient, per_sample_gradients
-from fedsim.privacy.ghost_clipping import BatchLosses, linear_clipped_sum
+from fedsim.privacy.ghost_clipping import BatchLosses, linear_clipped_sum, split_batch_losses
 
 
 @dataclass(frozen=True)
@@ -113,8 +113,7 @@ class GhostClippedSum:
     def mean_gradient(self, parameters: Mapping[str, nn.Parameter], batch: RecordBatch) -> Params:
         if self.mean_from is not None:
             return self.mean_from.mean_gradient(parameters, batch)
-        result = self._losses(batch)()
-        losses = result[0] if isinstance(result, tuple) else result
+        losses, _ = split_batch_losses(self._losses(batch)())
         names = list(parameters)
         grads = torch.autograd.grad(losses.mean(), [parameters[n] for n in names], allow_unused=True)
         return {n: torch.zeros_like(parameters[n]) if g is None else g for n, g in zip(names, grads)}

@@ -54,6 +54,7 @@ credited to single records).  Tests compare against a per-record loop
 
 from __future__ import annotations
 
+from functools import cached_property
 from typing import Callable, Mapping, Union
 
 import torch
@@ -109,57 +110,77 @@ class _Call:
         self.output = output
 
 
-def _rows(tensor: Tensor, batch: int) -> Tensor:
-    """``(B, …, f)`` → ``(B, T, f)``: a record's rows along the middle dimension."""
-    return tensor.reshape(batch, -1, tensor.shape[-1])
+def _rows(tensors: list[Tensor], batch: int) -> Tensor:
+    """``(B, …, f)`` tensors → ``(B, T, f)``: each record's rows of all of them along the
+    middle dimension (one tensor: a view)."""
+    if len(tensors) == 1:
+        return tensors[0].reshape(batch, -1, tensors[0].shape[-1])
+    return torch.cat([t.reshape(batch, -1, t.shape[-1]) for t in tensors], dim=1)
 
 
-def _add_layer_norms(squared: Tensor, calls: list[_Call], grads: list[Tensor], weight: bool, bias: bool,
-                     batch: int) -> Tensor:
+class _LayerRows:
+    """One layer's captured rows, per record: inputs ``a`` (B, T, in), the weight's output
+    gradients (``s ⊙ g`` for a row-scaled layer) and the bias's ``g`` (B, T, out), each
+    built once and shared by the norms and the book-kept sums."""
+
+    def __init__(self, calls: list[_Call], grads: list[Tensor], batch: int) -> None:
+        self.calls, self.grads, self.batch = calls, grads, batch
+
+    @cached_property
+    def inputs(self) -> Tensor:
+        return _rows([call.input for call in self.calls], self.batch)
+
+    @cached_property
+    def weight_grads(self) -> Tensor:
+        return _rows([g if call.scale is None else g * call.scale for call, g in zip(self.calls, self.grads)],
+                     self.batch)
+
+    @cached_property
+    def bias_grads(self) -> Tensor:
+        return _rows(self.grads, self.batch)
+
+
+def _add_layer_norms(squared: Tensor, rows: _LayerRows, weight: bool, bias: bool) -> Tensor:
     """``squared + ‖∂ℓ_j/∂W‖² + ‖∂ℓ_j/∂b‖²`` (the trained ones) of one layer, per record
     (module docstring)."""
-    weight_grads = [g if call.scale is None else g * call.scale for call, g in zip(calls, grads)]
-    if len(calls) == 1 and calls[0].input.dim() == 2:  # one row per record
+    if rows.inputs.shape[1] == 1:  # one row per record
         if weight:
-            squared = squared + weight_grads[0].pow(2).sum(dim=1) * calls[0].input.pow(2).sum(dim=1)
+            squared = squared + rows.weight_grads[:, 0].pow(2).sum(dim=1) * rows.inputs[:, 0].pow(2).sum(dim=1)
         if bias:
-            squared = squared + grads[0].pow(2).sum(dim=1)
+            squared = squared + rows.bias_grads[:, 0].pow(2).sum(dim=1)
         return squared
     if weight:
-        rows_in = torch.cat([_rows(call.input, batch) for call in calls], dim=1)
-        rows_out = torch.cat([_rows(g, batch) for g in weight_grads], dim=1)
-        rows, fan_in, fan_out = rows_in.shape[1], rows_in.shape[2], rows_out.shape[2]
-        if rows * rows <= fan_in * fan_out:  # two (T, T) Gram matrices per record
+        rows_in, rows_out = rows.inputs, rows.weight_grads
+        count, fan_in, fan_out = rows_in.shape[1], rows_in.shape[2], rows_out.shape[2]
+        if count * count <= fan_in * fan_out:  # two (T, T) Gram matrices per record
             gram_in = rows_in @ rows_in.transpose(1, 2)
             gram_out = rows_out @ rows_out.transpose(1, 2)
             squared = squared + (gram_in * gram_out).sum(dim=(1, 2))
         else:  # the (out, in) gradient per record is smaller
             squared = squared + (rows_out.transpose(1, 2) @ rows_in).pow(2).sum(dim=(1, 2))
     if bias:
-        summed = torch.cat([_rows(g, batch) for g in grads], dim=1).sum(dim=1)
-        squared = squared + summed.pow(2).sum(dim=1)
+        squared = squared + rows.bias_grads.sum(dim=1).pow(2).sum(dim=1)
     return squared
 
 
-def _bookkept_sums(used: list[tuple[nn.Linear, bool, bool]], captured: Mapping[nn.Module, list[_Call]],
-                   grads: list[Tensor], factors: Tensor, batch: int) -> dict[int, Tensor]:
-    """``Σ_j c_j ∂ℓ_j/∂θ`` from the captured rows (book-keeping), by ``id`` of θ: the layers'
-    ``Σ_{j,t} c_j g_{jt} a_{jt}ᵀ`` and ``Σ_{j,t} c_j g_{jt}``, then the copies' ``Σ_j c_j ∂ℓ_j/∂v_j``."""
+def _bookkept_sums(used: list[tuple[nn.Linear, bool, bool]], layer_rows: list[_LayerRows],
+                   factors: Tensor) -> dict[int, Tensor]:
+    """``Σ_j c_j ∂ℓ_j/∂θ`` of the layers' parameters from their captured rows (book-keeping),
+    by ``id`` of θ: ``Σ_{j,t} c_j g_{jt} a_{jt}ᵀ`` and ``Σ_{j,t} c_j g_{jt}``."""
     sums: dict[int, Tensor] = {}
-    position = 0
-    for layer, weight, bias in used:
-        calls = captured[layer]
-        call_grads = grads[position:position + len(calls)]
-        position += len(calls)
+    for (layer, weight, bias), rows in zip(used, layer_rows):
         if weight:
-            rows_in = torch.cat([_rows(call.input, batch) for call in calls], dim=1)
-            rows_out = torch.cat([_rows(g if call.scale is None else g * call.scale, batch)
-                                  for call, g in zip(calls, call_grads)], dim=1) * factors[:, None, None]
-            sums[id(layer.weight)] = rows_out.reshape(-1, rows_out.shape[-1]).T @ rows_in.reshape(-1, rows_in.shape[-1])
+            weighted = rows.weight_grads * factors[:, None, None]
+            sums[id(layer.weight)] = (weighted.reshape(-1, weighted.shape[-1]).T
+                                      @ rows.inputs.reshape(-1, rows.inputs.shape[-1]))
         if bias:
-            rows_out = torch.cat([_rows(g, batch) for g in call_grads], dim=1) * factors[:, None, None]
-            sums[id(layer.bias)] = rows_out.sum(dim=(0, 1))
+            sums[id(layer.bias)] = (rows.bias_grads * factors[:, None, None]).sum(dim=(0, 1))
     return sums
+
+
+def split_batch_losses(result: BatchLosses) -> tuple[Tensor, Mapping[str, Tensor]]:
+    """``batch_losses()``'s result as ``(losses, per-record copies)``."""
+    return result if isinstance(result, tuple) else (result, {})
 
 
 def _uses(losses: Tensor, parameters: Mapping[str, nn.Parameter]) -> dict[int, int]:
@@ -227,7 +248,7 @@ def linear_clipped_sum(model: nn.Module, parameters: Mapping[str, nn.Parameter],
     finally:
         for handle in handles:
             handle.remove()
-    losses, copies = result if isinstance(result, tuple) else (result, {})
+    losses, copies = split_batch_losses(result)
     if losses.dim() != 1:
         raise ValueError(f"batch_losses must return one loss per record, got shape {tuple(losses.shape)}")
     copies = {name: copy for name, copy in copies.items() if name in parameters}  # the trained ones
@@ -245,17 +266,18 @@ def linear_clipped_sum(model: nn.Module, parameters: Mapping[str, nn.Parameter],
                                      allow_unused=True))
     grads = [torch.zeros_like(t) if g is None else g for t, g in zip(outputs + list(copies.values()), grads)]
     squared = torch.zeros_like(losses)
-    position = 0
+    layer_rows, position = [], 0
     for layer, weight, bias in used:
         count = len(captured[layer])
-        squared = _add_layer_norms(squared, captured[layer], grads[position:position + count], weight, bias, batch)
+        layer_rows.append(_LayerRows(captured[layer], grads[position:position + count], batch))
+        squared = _add_layer_norms(squared, layer_rows[-1], weight, bias)
         position += count
     for copy_grad in grads[position:]:
         squared = squared + copy_grad.reshape(batch, -1).pow(2).sum(dim=1)
     factors = clip_factors(squared.clamp_min(0.0).sqrt(), clip_norm).detach()  # a Gram sum may round below 0
     names = list(parameters)
     if bookkeeping:
-        by_id = _bookkept_sums(used, captured, grads, factors, batch)
+        by_id = _bookkept_sums(used, layer_rows, factors)
         for name, copy_grad in zip(copies, grads[position:]):
             by_id[id(parameters[name])] = torch.einsum("b,b...->...", factors, copy_grad)
         return {name: by_id.get(id(p), torch.zeros_like(p)) for name, p in parameters.items()}
