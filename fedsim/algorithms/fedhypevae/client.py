@@ -113,14 +113,15 @@ class FedHypeVAEClient:
         shared = {n: p for n, p in parameters.items() if is_shared(n)}
         local = {n: p for n, p in parameters.items() if not is_shared(n)}
         outside_dp = ParameterGroup(local, GhostClippedSum(self.model, self._elbo_batch_losses))
-        return DPTrainer(shared, self._ghost(VmapClippedSum(self._record_loss(fixed=local))), optimizer,
-                         privacy_state, outside_dp=outside_dp, num_records=len(self.x))
+        return DPTrainer(shared, self._ghost(), optimizer, privacy_state, outside_dp=outside_dp,
+                         num_records=len(self.x))
 
-    def _ghost(self, unclipped: VmapClippedSum) -> GhostClippedSum:
+    def _ghost(self, unclipped: VmapClippedSum | None = None) -> GhostClippedSum:
         """The whole-model objective's clipped sums by ghost clipping with book-keeping
         (per-record norms from the layers' inputs and output gradients, the sum from the same
         rows, :mod:`fedsim.privacy.ghost_clipping`; no ``(B, #params)`` per-record gradients,
-        one backward pass); its unclipped mean gradient (ε = ∞) stays ``unclipped``'s."""
+        one backward pass); its unclipped mean gradient (ε = ∞) stays ``unclipped``'s (``paper``
+        mode runs only at finite ε, where no unclipped mean is taken)."""
         return GhostClippedSum(self.model, self.model.batch_losses, mean_from=unclipped, bookkeeping=True)
 
     def _record_loss(self, fixed: Mapping[str, nn.Parameter] | None = None) -> RecordLoss:
